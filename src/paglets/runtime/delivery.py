@@ -1,0 +1,356 @@
+"""Message delivery on one host: sync, future, one-way and multicast sends, the rules for
+inactive targets (api.md §2.7), reserved kinds, and at-most-once delivery ids."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from paglets.core.errors import (
+    InvalidAgentError,
+    NotHandledError,
+    PagletCrashedError,
+    PagletInactiveError,
+    SerializationError,
+    as_caller_error,
+)
+from paglets.core.ids import validate_agent_id
+from paglets.core.messages import (
+    CLONE,
+    DEACTIVATE,
+    DISPATCH,
+    DISPOSE,
+    FUTURE,
+    NOT_HANDLED,
+    ONEWAY,
+    RESERVED_KINDS,
+    REVERT,
+    SYNCHRONOUS,
+    FutureReply,
+    Message,
+    ReplySet,
+)
+from paglets.persistence.policy import DeactivationPolicy, DeactivationRequest
+from paglets.runtime import mailbox
+from paglets.runtime.mailbox import Cell, CellGone
+from paglets.serialization import codec
+
+if TYPE_CHECKING:
+    from paglets.runtime.host import Host
+
+log = logging.getLogger("paglets.delivery")
+
+__all__ = ["Delivery"]
+
+DEDUP_SECONDS = 600.0  # a target remembers delivery ids at least this long (api.md §2.5)
+
+
+class _Dedup:
+    """(agent id, delivery id) → the first call's future; evicted by age only."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._futures: dict[tuple[str, str], Future[Any]] = {}
+        self._order: deque[tuple[float, tuple[str, str]]] = deque()
+
+    def claim(self, key: tuple[str, str]) -> tuple[Future[Any], bool]:
+        now = time.monotonic()
+        with self._lock:
+            order = self._order
+            while order and now - order[0][0] > DEDUP_SECONDS:
+                self._futures.pop(order.popleft()[1], None)
+            existing = self._futures.get(key)
+            if existing is not None:
+                return existing, False
+            future: Future[Any] = Future()
+            self._futures[key] = future
+            order.append((now, key))
+            return future, True
+
+
+class Delivery:
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self._dedup = _Dedup()
+
+    # -- public entry points ---------------------------------------------------------
+
+    def send(self, agent_id: str, message: Message, *, oneway: bool = False, activate_if_inactive: bool = True,
+             no_delay: bool = False, timeout: float | None = None, reply_type: Any = None,
+             sender: str | None = None) -> Any:
+        host = self.host
+        host._check_blocking_allowed("send", "send_async")
+        validate_agent_id(agent_id)
+        timeout = host.default_timeout if timeout is None else timeout
+        delivered = self._delivered_copy(message, ONEWAY if oneway else SYNCHRONOUS, sender)
+        if delivered.kind in RESERVED_KINDS:
+            return self._reserved(agent_id, delivered, timeout)
+        explicit = message.explicit_message_id()
+        if explicit is None:
+            reply = self._route(agent_id, delivered, oneway, activate_if_inactive, no_delay, timeout)
+        else:
+            reply = self._once(agent_id, explicit, lambda: self._route(
+                agent_id, delivered, oneway, activate_if_inactive, no_delay, timeout), timeout)
+        if reply_type is not None and not oneway:
+            return codec.convert(reply, reply_type)
+        return None if oneway else reply
+
+    def send_future(self, agent_id: str, message: Message, *, activate_if_inactive: bool = True,
+                    no_delay: bool = False, timeout: float | None = None, reply_type: Any = None,
+                    sender: str | None = None) -> FutureReply:
+        validate_agent_id(agent_id)
+        delivered = self._delivered_copy(message, FUTURE, sender)
+        result: Future[Any] = Future()
+        try:
+            inner = self._route_future(agent_id, delivered, activate_if_inactive, no_delay)
+        except BaseException as exc:
+            result.set_exception(exc)
+            return FutureReply(result)
+
+        def done(f: Future[Any]) -> None:
+            exc = f.exception()
+            if exc is not None:
+                result.set_exception(exc)
+                return
+            try:
+                value = f.result()
+                result.set_result(codec.convert(value, reply_type) if reply_type is not None else value)
+            except BaseException as conv:
+                result.set_exception(conv)
+
+        inner.add_done_callback(done)
+        return FutureReply(result)
+
+    def multicast(self, kind: str | Message, args: dict[str, Any] | None = None, *,
+                  exclude: list[str] | None = None, timeout: float | None = None,
+                  sender: str | None = None) -> ReplySet:
+        message = kind if isinstance(kind, Message) else Message(kind, args or {})
+        skip = set(exclude or ())
+        replies = ReplySet()
+        for cell in list(self.host.registry.live.values()):
+            if cell.agent_id in skip or not _subscribed(cell, message.kind):
+                continue
+            replies.add_future_reply(self.send_future(cell.agent_id, message, sender=sender))
+        return replies
+
+    # -- the copy the handler sees ---------------------------------------------------
+
+    def _delivered_copy(self, message: Message, message_type: int, sender: str | None) -> Message:
+        if not isinstance(message, Message):
+            raise TypeError(f"send takes a paglets Message, got {type(message).__name__}; e.g. Message('kind', {{...}})")
+        try:
+            args = codec.to_wire_form(message.args)
+            arg = codec.to_wire_form(message.arg)
+        except SerializationError as exc:
+            raise SerializationError(f"message {message.kind!r} cannot be sent: {exc}") from None
+        copy = message.copy(args=args, arg=arg, message_type=message_type)
+        if sender is not None:
+            copy.sender = sender
+            copy.reply_to = self.host.address
+        return copy
+
+    # -- routing -----------------------------------------------------------------------
+
+    def _route(self, agent_id: str, message: Message, oneway: bool, activate: bool, no_delay: bool,
+               timeout: float) -> Any:
+        host = self.host
+        turns = host.turns
+        while True:
+            cell = host.registry.live.get(agent_id)
+            if cell is None:
+                outcome = self._inactive(agent_id, message, oneway, activate, no_delay)
+                if not isinstance(outcome, Cell):
+                    return outcome
+                cell = outcome
+            try:
+                if oneway:
+                    turns.post(cell, lambda c=cell: self._invoke(c, message), priority=message.priority,
+                               on_done=lambda _r, e, c=cell: self._oneway_done(c, message, e))
+                    return None
+                chain = mailbox.current_chain() or mailbox.new_chain()
+                waiting = mailbox.current_cell()
+                previous = waiting.waiting_chain if waiting is not None else None
+                if waiting is not None:
+                    waiting.waiting_chain = chain
+                try:
+                    return turns.call(cell, lambda c=cell: self._invoke(c, message), priority=message.priority,
+                                      timeout=timeout, chain=chain)
+                finally:
+                    if waiting is not None:
+                        waiting.waiting_chain = previous
+            except CellGone:
+                continue
+
+    def _route_future(self, agent_id: str, message: Message, activate: bool, no_delay: bool) -> Future[Any]:
+        host = self.host
+        while True:
+            cell = host.registry.live.get(agent_id)
+            if cell is None:
+                outcome = self._inactive(agent_id, message, False, activate, no_delay)
+                if not isinstance(outcome, Cell):
+                    done: Future[Any] = Future()
+                    done.set_result(outcome)
+                    return done
+                cell = outcome
+            try:
+                return host.turns.submit(cell, lambda c=cell: self._invoke(c, message), priority=message.priority,
+                                         chain=mailbox.current_chain())
+            except CellGone:
+                continue
+
+    def _once(self, agent_id: str, delivery_id: str, run: Any, timeout: float) -> Any:
+        future, first = self._dedup.claim((agent_id, delivery_id))
+        if not first:
+            return future.result(timeout)
+        try:
+            result = run()
+        except BaseException as exc:
+            future.set_exception(exc)
+            raise
+        future.set_result(result)
+        return result
+
+    def _inactive(self, agent_id: str, message: Message, oneway: bool, activate: bool, no_delay: bool) -> Any:
+        host = self.host
+        row = host.store.get_agent(agent_id)
+        if row is None:
+            if agent_id in host.registry.live:
+                return host.registry.live[agent_id]
+            raise InvalidAgentError(f"no paglet {agent_id!r} on host {host.name!r}", code="agent-not-found")
+        if row.status == "crashed":
+            raise PagletCrashedError(f"paglet {agent_id!r} on host {host.name!r} crashed; dispose or activate it")
+        if row.status == "active":  # live again, or becoming live: look once more
+            cell = host.registry.live.get(agent_id)
+            if cell is not None:
+                return cell
+            host.activate(agent_id)
+            return host.registry.live.get(agent_id) or host._cell_of(agent_id)
+        if no_delay:
+            raise PagletInactiveError(
+                f"paglet {agent_id!r} is inactive and no_delay=True forbids activating it or queueing the message"
+            )
+        policy = DeactivationPolicy.from_wire(row.policy) if row.policy else DeactivationPolicy()
+        if activate and policy.activate_on_message:
+            host.activate(agent_id)
+            cell = host.registry.live.get(agent_id)
+            if cell is not None:
+                return cell
+            return self._inactive(agent_id, message, oneway, activate, no_delay)
+        if policy.queue_messages_when_inactive:
+            payload = msgspec.msgpack.encode(message.to_wire())
+            host.store.queue_message(agent_id, payload, oneway, time.time())
+            host.events.emit("message-queued", agent_id=agent_id, message_id=message.message_id,
+                             data={"kind": message.kind})
+            return None if oneway else {"queued": True, "message_id": message.message_id}
+        raise PagletInactiveError(
+            f"paglet {agent_id!r} is inactive and its policy neither activates it on messages nor queues them; "
+            "activate it first"
+        )
+
+    def requeue_stored(self, cell: Cell) -> None:
+        """Put the durably queued messages of a just-activated paglet into its mailbox, in
+        order; each is deleted from the store once its handler has run."""
+        store = self.host.store
+        for row in store.queued_messages(cell.agent_id):
+            message = Message.from_wire(msgspec.msgpack.decode(row.payload))
+
+            def on_done(_result: Any, error: BaseException | None, seq: int = row.seq, m: Message = message) -> None:
+                if isinstance(error, CellGone):
+                    return  # still stored: delivered at the next activation
+                store.delete_queued([seq])
+                if error is not None:
+                    self._emit_failed(cell, m, error)
+                else:
+                    self.host.events.emit("message-delivered", agent_id=cell.agent_id, message_id=m.message_id)
+
+            self.host.turns._push(cell, mailbox.Item(lambda m=message: self._invoke(cell, m), None, None, on_done),
+                                  False, message.priority)
+
+    # -- running the handler (in the turn) ---------------------------------------------
+
+    def _invoke(self, cell: Cell, message: Message) -> Any:
+        host = self.host
+        paglet = cell.paglet
+        try:
+            result = paglet.handle_message(message)
+            if asyncio.iscoroutine(result):
+                result = host._run_on_loop(result)
+        except BaseException as exc:
+            cell.failed += 1
+            self._after_turn(cell)
+            raise as_caller_error(exc, host_name=host.name) from None
+        cell.delivered += 1
+        self._after_turn(cell)
+        if result is NOT_HANDLED:
+            raise NotHandledError(
+                f"{type(paglet).__qualname__} did not handle message kind {message.kind!r}", code="not-handled"
+            )
+        try:
+            return codec.to_wire_form(result)
+        except SerializationError as exc:
+            raise SerializationError(
+                f"the reply of {type(paglet).__qualname__} to {message.kind!r} cannot be encoded: {exc}"
+            ) from None
+
+    def _after_turn(self, cell: Cell) -> None:
+        mode = cell.info.checkpoint_mode
+        if mode == "interval":
+            self.host.checkpoints.mark(cell)
+        elif mode == "always":
+            self.host.checkpoints.write_now(cell)
+        waiters = cell.msg_waiters
+        if waiters:
+            cell.msg_waiters = None
+            for event in waiters:
+                event.set()
+
+    def _oneway_done(self, cell: Cell, message: Message, error: BaseException | None) -> None:
+        if error is None:
+            return
+        if isinstance(error, CellGone):
+            # The paglet left before this one-way message ran: route it again.
+            try:
+                self._route(cell.agent_id, message, True, True, False, self.host.default_timeout)
+            except Exception as exc:
+                self._emit_failed(cell, message, exc)
+            return
+        self._emit_failed(cell, message, error)
+
+    def _emit_failed(self, cell: Cell, message: Message, error: BaseException) -> None:
+        self.host.events.emit("message-failed", agent_id=cell.agent_id, class_name=cell.info.class_name,
+                              message_id=message.message_id, error=f"{type(error).__name__}: {error}",
+                              data={"kind": message.kind})
+
+    # -- reserved kinds ----------------------------------------------------------------
+
+    def _reserved(self, agent_id: str, message: Message, timeout: float) -> Any:
+        host = self.host
+        kind = message.kind
+        if kind == DEACTIVATE:
+            raw = message.get_arg("request")
+            request = DeactivationRequest.from_wire(raw) if isinstance(raw, dict) else None
+            proxy = host.deactivate(agent_id, request)
+            return {"deactivated": True, "proxy": proxy.to_wire()}
+        if kind == DISPOSE:
+            host.dispose(agent_id)
+            return {"disposed": True}
+        if kind == DISPATCH:
+            return {"proxy": host.dispatch(agent_id, message.get_arg("target")).to_wire()}
+        if kind == CLONE:
+            return {"proxy": host.clone(agent_id, message.get_arg("target")).to_wire()}
+        if kind == REVERT:
+            target = message.get_arg("target") or message.reply_to or host.address
+            return {"proxy": host.retract(host.address, agent_id, target=target).to_wire()}
+        raise AssertionError(kind)
+
+
+def _subscribed(cell: Cell, kind: str) -> bool:
+    subscriptions = cell.subscriptions
+    return subscriptions is None or kind in subscriptions

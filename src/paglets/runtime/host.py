@@ -1,0 +1,742 @@
+"""`Host`: where paglets live. The facade over the registry, mailboxes, lifecycle,
+delivery, checkpoints, timers and the store."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from paglets.core.agent import ACTIVE, INACTIVE, Paglet, PagletContext
+from paglets.core.context_events import ContextEvent, ContextEventLog
+from paglets.core.errors import HostError, InvalidAgentError, TransferError
+from paglets.core.ids import validate_agent_id
+from paglets.core.messages import FutureReply, Message, ReplySet
+from paglets.core.runtime_values import ServiceScope
+from paglets.persistence.policy import DeactivationPolicy, DeactivationRequest
+from paglets.persistence.storage import ManagedStorage
+from paglets.persistence.store import Store
+from paglets.remote.proxy import PagletProxy
+from paglets.remote.transfer import TransferTicket
+from paglets.runtime import local_hosts, mailbox
+from paglets.runtime.checkpoints import Checkpoints
+from paglets.runtime.classes import ClassSpecs
+from paglets.runtime.delivery import Delivery
+from paglets.runtime.files import Files
+from paglets.runtime.lifecycle import Lifecycle
+from paglets.runtime.mailbox import Cell, Turns
+from paglets.runtime.registry import Registry
+from paglets.runtime.timers import Timers
+from paglets.runtime.workers import WorkerPool
+from paglets.serialization import codec
+
+log = logging.getLogger("paglets.host")
+
+__all__ = ["Host"]
+
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+DEFAULT_TIMEOUT = 10.0
+_LOOPBACK = ("127.", "::1", "localhost")
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "host"
+
+
+def _default_code_version(explicit: str | None) -> str:
+    if explicit:
+        return explicit
+    env = os.environ.get("PAGLETS_MESH_VERSION")
+    if env:
+        return env
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True,
+                              timeout=2, check=False)
+        if head.returncode == 0 and head.stdout.strip():
+            return f"git-{head.stdout.strip()}"
+    except (OSError, subprocess.SubprocessError):
+        pass
+    from paglets import __version__
+
+    return f"paglets-{__version__}-no-git"
+
+
+def _normalise_tags(tags: Any) -> list[str]:
+    if tags is None:
+        return []
+    if isinstance(tags, str):
+        tags = [tags]
+    return sorted({str(t).strip().lower() for t in tags if str(t).strip()})
+
+
+class Host:
+    """A paglets host. `with Host("alpha", persistence_dir=...) as host:` starts it and
+    shuts it down (saving every live paglet) on exit."""
+
+    def __init__(
+        self,
+        name: str,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        client: Any = None,
+        api_key: str | None = None,
+        public_url: str | None = None,
+        connect_to: str | None = None,
+        mesh: bool = True,
+        peers: list[str] | None = None,
+        mesh_multicast: bool | None = None,
+        mesh_lan_discovery: bool = False,
+        discover_scan: bool | None = None,
+        mesh_version: str | None = None,
+        mesh_gossip_interval: float = 1.0,
+        mesh_offline_after: float | None = None,
+        persistence_dir: str | Path | None = None,
+        persistent_storage_quota_bytes: int = 10 * MiB,
+        artifact_max_bytes: int = GiB,
+        artifact_storage_quota_bytes: int = 10 * GiB,
+        artifact_spool_ttl_seconds: float = 86400,
+        launch_config: str | Path | None = None,
+        auto_update_from_git: bool = False,
+        tags: list[str] | None = None,
+        properties: dict[str, str] | None = None,
+        insecure: bool = False,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
+        tls_ca: str | None = None,
+        allow_modules: list[str] | None = None,
+        durability: str = "normal",
+        checkpoint_interval: float = 1.0,
+        max_body_bytes: int = 64 * MiB,
+        max_state_bytes: int = 512 * MiB,
+        worker_threads: int = 4096,
+        default_timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        if not isinstance(name, str) or not name.strip():
+            raise HostError("a host needs a name, e.g. Host('alpha')")
+        if not isinstance(port, int) or not 0 <= port <= 65535:
+            raise HostError(f"port must be an int from 0 to 65535 (0 = any free port), got {port!r}")
+        if durability not in ("normal", "full"):
+            raise HostError(f"durability must be 'normal' or 'full', got {durability!r}")
+        if not isinstance(checkpoint_interval, int | float) or checkpoint_interval <= 0:
+            raise HostError(f"checkpoint_interval must be a positive number of seconds, got {checkpoint_interval!r}")
+        bind_public = not host.startswith(_LOOPBACK)
+        self.api_key = api_key if api_key is not None else os.environ.get("PAGLETS_API_KEY")
+        if bind_public and not (self.api_key or tls_ca or insecure):
+            raise HostError(
+                f"host {name!r} binds {host}, which is not loopback, without a mesh key: set PAGLETS_API_KEY "
+                "(or api_key=), use mutual TLS (tls_ca=), or pass insecure=True on a trusted network"
+            )
+        self.name = name
+        self.bind_host = host
+        self.port = port
+        self.client = client
+        self.public_url = public_url
+        self.connect_to = connect_to
+        self.peers = list(peers or [])
+        self.mesh_enabled = mesh
+        self.mesh_multicast = bind_public if mesh_multicast is None else mesh_multicast
+        self.mesh_lan_discovery = mesh_lan_discovery if discover_scan is None else discover_scan
+        self.mesh_version = _default_code_version(mesh_version)
+        self.mesh_gossip_interval = mesh_gossip_interval
+        self.mesh_offline_after = mesh_offline_after
+        self.launch_config = launch_config
+        self.auto_update_from_git = auto_update_from_git
+        self.tags = _normalise_tags(tags)
+        self.properties = dict(properties or {})
+        self.tls = (tls_cert, tls_key, tls_ca)
+        self.allow_modules = allow_modules
+        self.max_body_bytes = max_body_bytes
+        self.max_state_bytes = max_state_bytes
+        self.artifact_limits = (artifact_max_bytes, artifact_storage_quota_bytes, artifact_spool_ttl_seconds)
+        self.default_timeout = default_timeout
+        self.mesh = None  # membership arrives with the mesh layer
+
+        root = Path(persistence_dir) if persistence_dir is not None else (
+            Path.home() / ".paglets" / "hosts" / _safe_name(name)
+        )
+        self.persistence_dir = root.expanduser().resolve()
+        self.persistence_dir.mkdir(parents=True, exist_ok=True)
+        self.store = Store(self.persistence_dir / "paglets.db", durability=durability)
+        self.address = public_url or f"http://{host if ':' not in host else f'[{host}]'}:{port}"
+        self.events = ContextEventLog(self.store, name, self.address)
+        self.pool = WorkerPool(max_threads=worker_threads)
+        self.turns = Turns(self.pool)
+        self.registry = Registry()
+        self.classes = ClassSpecs(allow_modules, name, self.mesh_version)
+        self.checkpoints = Checkpoints(self.store, self.events.emit)
+        self.timers = Timers(self, checkpoint_interval)
+        self.files = Files(self, self.persistence_dir, persistent_storage_quota_bytes)
+        self.work_root = self.files.work_root
+        self.lifecycle = Lifecycle(self)
+        self.delivery = Delivery(self)
+        self._properties: dict[str, Any] = {}
+        self._state = "new"  # new → running → stopping → stopped
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: threading.Thread | None = None
+        self._socket: socket.socket | None = None
+        self._stopped_event = threading.Event()
+        self._start_lock = threading.Lock()
+
+    # -- start and stop ------------------------------------------------------------------
+
+    def start_background(self) -> Host:
+        """Start the host: event loop thread, listening socket, recovery of paglets live at
+        the last stop or crash, `activate_on_startup` records, timers. Returns self."""
+        with self._start_lock:
+            if self._state == "running":
+                return self
+            if self._state != "new":
+                raise HostError(f"host {self.name!r} was stopped; create a new Host to start again")
+            self._bind()
+            self._loop = asyncio.new_event_loop()
+            ready = threading.Event()
+
+            def run_loop() -> None:
+                asyncio.set_event_loop(self._loop)
+                self._loop.call_soon(ready.set)  # type: ignore[union-attr]
+                self._loop.run_forever()  # type: ignore[union-attr]
+
+            self._loop_thread = threading.Thread(target=run_loop, name=f"paglets-loop-{self.name}", daemon=True)
+            self._loop_thread.start()
+            ready.wait(10)
+            local_hosts.register(self.address, self)
+            self._state = "running"
+        self.events.emit("context-start", data={"address": self.address, "code_version": self.mesh_version})
+        self.lifecycle.recover_all()
+        self.timers.start(self._loop)
+        return self
+
+    def _bind(self) -> None:
+        """Reserve the port now so the host's URL is real and unique before the HTTP server
+        (which serves on this same socket) starts."""
+        family = socket.AF_INET6 if ":" in self.bind_host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.bind_host, self.port))
+        except OSError as exc:
+            sock.close()
+            raise HostError(f"host {self.name!r} cannot listen on {self.bind_host}:{self.port}: {exc.strerror}") from None
+        sock.listen(512)
+        self._socket = sock
+        self.port = sock.getsockname()[1]
+        if self.public_url is None:
+            shown = self.bind_host if ":" not in self.bind_host else f"[{self.bind_host}]"
+            self.address = f"http://{shown}:{self.port}"
+            self.events.host_address = self.address
+
+    def serve_forever(self) -> None:
+        """Start (if needed) and block until `shutdown()`, SIGTERM or SIGINT."""
+        self.start_background()
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: threading.Thread(target=self.shutdown, daemon=True).start())
+        self._stopped_event.wait()
+
+    def shutdown(self, *, grace: float = 10.0) -> None:
+        """Refuse new arrivals, deactivate every live paglet (`"shutdown"`, back at next
+        start), save the ones still busy after `grace` from their last checkpoint, stop."""
+        if not self._begin_stop():
+            return
+        self.lifecycle.shutdown_all(grace)
+        self._finish_stop()
+
+    def stop(self, deactivate_active: bool = False) -> None:
+        """Stop without running hooks; live paglets are checkpointed and recovered at the
+        next start (`on_activation(reason="recover")`)."""
+        if deactivate_active:
+            self.shutdown()
+            return
+        if not self._begin_stop():
+            return
+        cells = [c for c in self.registry.live.values() if c.info.checkpoint_mode != "never"]
+        self.checkpoints.flush_all(cells)
+        self._finish_stop()
+
+    def _begin_stop(self) -> bool:
+        with self._start_lock:
+            if self._state != "running":
+                if self._state == "new":
+                    self._state = "stopped"
+                    self.events.close()
+                    self.store.close()
+                return False
+            self._state = "stopping"
+        return True
+
+    def _finish_stop(self) -> None:
+        self.timers.stop()
+        self.checkpoints.flush()
+        self.events.emit("context-shutdown")
+        local_hosts.unregister(self.address, self)
+        for cell in list(self.registry.live.values()):
+            cell.paglet.departed = True
+        self.registry.live.clear()
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._loop_thread is not None:
+            self._loop_thread.join(5)
+        if self._socket is not None:
+            self._socket.close()
+        self.pool.close()
+        self.events.close()
+        self.store.close()
+        self._state = "stopped"
+        self._stopped_event.set()
+
+    @property
+    def stopped(self) -> bool:
+        return self._state in ("stopping", "stopped")
+
+    def __enter__(self) -> Host:
+        return self.start_background()
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+    def _require_running(self) -> None:
+        if self._state != "running":
+            if self._state == "new":
+                raise HostError(f"host {self.name!r} is not started: call start_background() or use `with Host(...)`")
+            raise HostError(f"host {self.name!r} is stopping or stopped; it takes no new paglets")
+
+    def _check_blocking_allowed(self, what: str, async_name: str) -> None:
+        if self._loop_thread is not None and threading.current_thread() is self._loop_thread:
+            raise RuntimeError(
+                f"{what}() would block the host's event loop; use `await ...{async_name}(...)` in async code"
+            )
+
+    def _run_on_loop(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        if self._loop is None:
+            coro.close()
+            raise HostError("async handlers need a started host")
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
+
+    # -- proxies and lookups -------------------------------------------------------------
+
+    def proxy(self, agent_id: str) -> PagletProxy:
+        return PagletProxy(self.address, agent_id, self.client, _host=self)
+
+    def is_local_url(self, url: str) -> bool:
+        return local_hosts.normalise_url(url) == local_hosts.normalise_url(self.address)
+
+    def _is_local_target(self, target: str | TransferTicket | None) -> bool:
+        if target is None:
+            return True
+        destination = TransferTicket.from_target(target).destination
+        return destination == self.name or self.is_local_url(destination)
+
+    def resolve_host_url(self, name_or_url: str) -> str:
+        if name_or_url == self.name:
+            return self.address
+        if "://" in name_or_url:
+            return name_or_url
+        raise TransferError(f"no host named {name_or_url!r} in this host's mesh view", stage="preflight",
+                            code="preflight")
+
+    def _cell_of(self, agent_id: str) -> Cell:
+        validate_agent_id(agent_id)
+        cell = self.registry.live.get(agent_id)
+        if cell is None:
+            if self.store.has_agent(agent_id):
+                raise InvalidAgentError(f"paglet {agent_id!r} on host {self.name!r} is not active; activate it first")
+            raise InvalidAgentError(f"no paglet {agent_id!r} on host {self.name!r}", code="agent-not-found")
+        return cell
+
+    def get_proxy(self, agent_id: str, *, include_inactive: bool = False) -> PagletProxy | None:
+        validate_agent_id(agent_id)
+        if agent_id in self.registry.live:
+            return self.proxy(agent_id)
+        if include_inactive:
+            row = self.store.get_agent(agent_id)
+            if row is not None and row.status == "inactive":
+                return self.proxy(agent_id)
+        return None
+
+    def _context_get_proxy(self, agent_id: str, host_url: str | None) -> PagletProxy | None:
+        if host_url is not None and not self.is_local_url(host_url):
+            return PagletProxy(host_url, agent_id, self.client)
+        return self.get_proxy(agent_id, include_inactive=True)
+
+    def get_proxies(self, state: int = ACTIVE) -> list[PagletProxy]:
+        proxies: list[PagletProxy] = []
+        if state & ACTIVE:
+            proxies.extend(self.proxy(agent_id) for agent_id in list(self.registry.live))
+        if state & INACTIVE:
+            proxies.extend(self.proxy(row.agent_id) for row in self.store.list_agents(status="inactive"))
+        return proxies
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def create(self, agent_cls: type[Paglet[Any]] | str, state: Any = None, *, init: Any = None,
+               agent_id: str | None = None) -> PagletProxy:
+        return self.lifecycle.create(agent_cls, state, init=init, agent_id=agent_id)
+
+    def create_remote(self, target_url: str, agent_cls: Any, state: Any = None, *, init: Any = None,
+                      agent_id: str | None = None) -> PagletProxy:
+        if self.is_local_url(target_url):
+            return self.create(agent_cls, state, init=init, agent_id=agent_id)
+        remote = local_hosts.lookup(target_url)
+        if remote is not None:
+            return remote.create(agent_cls, state, init=init, agent_id=agent_id)
+        raise HostError(f"could not reach {target_url}: remote hosts need the HTTP client")
+
+    def activate(self, agent_id: str) -> PagletProxy:
+        return self.lifecycle.activate(agent_id)
+
+    def deactivate(self, agent_id: str, request: DeactivationRequest | None = None) -> PagletProxy:
+        return self.lifecycle.deactivate(agent_id, request)
+
+    def dispose(self, agent_id: str) -> None:
+        self.lifecycle.dispose(agent_id)
+
+    def clone(self, agent_id: str, target: str | TransferTicket | None = None) -> PagletProxy:
+        if self._is_local_target(target):
+            timeout = TransferTicket.from_target(target).timeout if target is not None else None
+            return self.lifecycle.clone_here(agent_id, timeout=timeout)
+        return self._remote_move("clone", agent_id, target)
+
+    def dispatch(self, agent_id: str, target: str | TransferTicket) -> PagletProxy:
+        if target is None:
+            raise TransferError("dispatch needs a target host URL, mesh name or TransferTicket", stage="preflight")
+        if self._is_local_target(target):
+            return self.lifecycle.move_here(agent_id, reason="dispatch",
+                                            timeout=TransferTicket.from_target(target).timeout)
+        return self._remote_move("dispatch", agent_id, target)
+
+    def retract(self, remote_host_url: str, agent_id: str, *, target: str | None = None) -> PagletProxy:
+        if self.is_local_url(remote_host_url) and self._is_local_target(target):
+            return self.lifecycle.move_here(agent_id, reason="retract")
+        source = local_hosts.lookup(remote_host_url)
+        if source is not None and source is not self:
+            return source._remote_move("retract", agent_id, target or self.address)
+        raise TransferError(f"cannot retract from {remote_host_url}: moves between hosts need the network layer",
+                            stage="preflight", code="preflight")
+
+    def _remote_move(self, kind: str, agent_id: str, target: Any) -> PagletProxy:
+        destination = TransferTicket.from_target(target).destination
+        raise TransferError(
+            f"cannot {kind} paglet {agent_id!r} to {destination}: it is not this host and no mesh member "
+            "answers at that address",
+            stage="preflight",
+            code="preflight",
+        )
+
+    # -- messages ------------------------------------------------------------------------
+
+    def deliver_message(self, agent_id: str, message: Message, *, oneway: bool = False,
+                        activate_if_inactive: bool = True, no_delay: bool = False,
+                        timeout: float | None = None, reply_type: Any = None) -> Any:
+        return self.delivery.send(agent_id, message, oneway=oneway, activate_if_inactive=activate_if_inactive,
+                                  no_delay=no_delay, timeout=timeout, reply_type=reply_type,
+                                  sender=self._current_sender())
+
+    def deliver_future(self, agent_id: str, message: Message, *, activate_if_inactive: bool = True,
+                       no_delay: bool = False, timeout: float | None = None, reply_type: Any = None) -> FutureReply:
+        return self.delivery.send_future(agent_id, message, activate_if_inactive=activate_if_inactive,
+                                         no_delay=no_delay, timeout=timeout, reply_type=reply_type,
+                                         sender=self._current_sender())
+
+    def _current_sender(self) -> str | None:
+        cell = mailbox.current_cell()
+        return cell.agent_id if cell is not None else None
+
+    def _send_from(self, sender: str | None, target: str, message: Message, *, host_url: str | None,
+                   timeout: float | None, reply_type: Any) -> Any:
+        host = self._host_for(host_url)
+        return host.delivery.send(target, message, timeout=timeout, reply_type=reply_type, sender=sender)
+
+    def _send_future_from(self, sender: str | None, target: str, message: Message, *, host_url: str | None,
+                          timeout: float | None, reply_type: Any) -> FutureReply:
+        host = self._host_for(host_url)
+        return host.delivery.send_future(target, message, timeout=timeout, reply_type=reply_type, sender=sender)
+
+    def _host_for(self, host_url: str | None) -> Host:
+        if host_url is None or self.is_local_url(host_url):
+            return self
+        other = local_hosts.lookup(host_url)
+        if other is None:
+            raise HostError(f"could not reach {host_url}: remote hosts need the HTTP client")
+        return other
+
+    def multicast_message(self, kind: str | Message, args: dict[str, Any] | None = None, *,
+                          exclude: list[str] | None = None, scope: ServiceScope = ServiceScope.LOCAL,
+                          timeout: float | None = None, sender: str | None = None) -> ReplySet:
+        return self.delivery.multicast(kind, args, exclude=exclude, timeout=timeout,
+                                       sender=sender if sender is not None else self._current_sender())
+
+    def mailbox_status(self, agent_id: str) -> dict[str, int]:
+        cell = self._cell_of(agent_id)
+        return {"queued": cell.queued_count(), "in_flight": 1 if cell.busy else 0,
+                "delivered": cell.delivered, "failed": cell.failed}
+
+    # -- state and summaries -----------------------------------------------------------
+
+    def get_state(self, agent_id: str, state_cls: Any = None) -> Any:
+        """A snapshot of the state (a copy), for live and inactive paglets."""
+        validate_agent_id(agent_id)
+        cell = self.registry.live.get(agent_id)
+        if cell is not None:
+            with cell.paglet.locked():
+                data = codec.encode_state(cell.paglet.state)
+            own_cls: type = cell.info.cls.state_class()
+        else:
+            row = self.store.get_agent(agent_id)
+            if row is None:
+                raise InvalidAgentError(f"no paglet {agent_id!r} on host {self.name!r}", code="agent-not-found")
+            spec = self.classes.get(row.class_name)
+            own_cls = spec.state_cls
+            data = row.state
+            if row.state_version < spec.state_version:
+                return self.lifecycle._decode_stored(spec, row)
+        state = codec.decode_state(own_cls, data)
+        if state_cls is None or state_cls is own_cls:
+            return state
+        return codec.dataclass_from_wire(state_cls, codec.dataclass_to_wire(state))
+
+    def agent_info(self, agent_id: str) -> dict[str, Any]:
+        validate_agent_id(agent_id)
+        cell = self.registry.live.get(agent_id)
+        if cell is not None:
+            info = cell.info
+            paglet = cell.paglet
+            return {
+                "agent_id": agent_id, "class_name": info.class_name, "state_class_name": info.state_class_name,
+                "host": self.name, "address": self.address, "active": True, "crashed": False, "exitcode": None,
+                "error": None, "pid": os.getpid(),
+                "mailbox": {"queued": cell.queued_count(), "in_flight": 1 if cell.busy else 0,
+                            "delivered": cell.delivered, "failed": cell.failed},
+                "resources": paglet._resources.status() if paglet._resources is not None else {},
+                "isolation": info.cls.ISOLATION, "epoch": info.epoch, "home_url": info.home_url,
+                "run_error": info.run_error, "created_at": info.created_at, "checkpointed_at": info.checkpointed_at,
+                "policy": None, "queued_messages": 0,
+            }
+        row = self.store.get_agent(agent_id)
+        if row is None:
+            raise InvalidAgentError(f"no paglet {agent_id!r} on host {self.name!r}", code="agent-not-found")
+        return {
+            "agent_id": agent_id, "class_name": row.class_name, "state_class_name": row.state_class_name,
+            "host": self.name, "address": self.address, "active": False, "crashed": row.status == "crashed",
+            "exitcode": row.meta.get("exitcode"), "error": row.meta.get("error"), "pid": None,
+            "deactivated_at": row.deactivated_at, "isolation": row.meta.get("isolation", "host"),
+            "epoch": row.epoch, "home_url": row.home_url, "run_error": None, "created_at": row.created_at,
+            "checkpointed_at": row.checkpointed_at, "policy": row.policy,
+            "queued_messages": self.store.count_queued(agent_id),
+        }
+
+    def list_agents(self, *, active: bool = True, inactive: bool = False, include_state: bool = False,
+                    offset: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
+        if offset < 0 or (limit is not None and limit < 0):
+            raise ValueError("offset and limit must be >= 0")
+        out: list[dict[str, Any]] = []
+        if active:
+            cells = list(self.registry.live.values())
+            for cell in cells[offset: None if limit is None else offset + limit]:
+                summary = self._summary(cell.agent_id, cell.info.class_name, cell.info.state_class_name, True)
+                if include_state:
+                    summary["state"] = codec.to_wire_form(self.get_state(cell.agent_id))
+                out.append(summary)
+            offset = max(0, offset - len(cells))
+            if limit is not None:
+                limit = max(0, limit - len(out))
+                if limit == 0:
+                    return out
+        if inactive:
+            for row in self.store.list_agents(status="inactive", offset=offset, limit=limit, with_state=include_state):
+                summary = self._summary(row.agent_id, row.class_name, row.state_class_name, False)
+                if include_state:
+                    summary["state"] = codec.to_wire_form(self.get_state(row.agent_id))
+                out.append(summary)
+        return out
+
+    def _summary(self, agent_id: str, class_name: str, state_class_name: str, active: bool) -> dict[str, Any]:
+        return {"agent_id": agent_id, "class_name": class_name, "state_class_name": state_class_name,
+                "host": self.name, "address": self.address, "active": active}
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "status": "ok" if self._state == "running" else self._state,
+            "name": self.name, "address": self.address,
+            "active_count": len(self.registry.live),
+            "inactive_count": self.store.count_agents("inactive"),
+            "code_version": self.mesh_version, "capabilities": [], "tags": list(self.tags),
+            "properties": dict(self.properties),
+        }
+
+    def list_hosts(self, *, online_only: bool = False, include_self: bool = True) -> list[Any]:
+        if not include_self:
+            return []
+        from paglets.remote.mesh import HostRef
+
+        h = self.health()
+        return [HostRef(name=self.name, url=self.address, code_version=self.mesh_version, online=True,
+                        last_seen=time.time(), active_count=h["active_count"], inactive_count=h["inactive_count"],
+                        tags=list(self.tags), properties=dict(self.properties))]
+
+    # -- properties and events -------------------------------------------------------
+
+    def get_property(self, key: str, default: Any = None) -> Any:
+        return self._properties.get(key, default)
+
+    def set_property(self, key: str, value: Any) -> None:
+        if value is None:
+            self._properties.pop(key, None)
+        else:
+            self._properties[key] = value
+
+    def add_listener(self, listener: Callable[[ContextEvent], Any]) -> None:
+        self.events.add_listener(listener)
+
+    def remove_listener(self, listener: Callable[[ContextEvent], Any]) -> None:
+        self.events.remove_listener(listener)
+
+    def list_events(self, since: int = 0, limit: int = 100) -> list[ContextEvent]:
+        return self.events.list_events(since=since, limit=limit)
+
+    # -- per-paglet files and resources ----------------------------------------------
+
+    def resources_for(self, agent_id: str) -> Any:
+        return self._cell_of(agent_id).paglet.resources
+
+    def work_dir_for(self, agent_id: str, *, create: bool = True) -> Path:
+        validate_agent_id(agent_id)
+        return self.files.work_dir(agent_id, create=create)
+
+    def persistent_storage_for(self, agent_id: str, *, quota_bytes: int | None = None) -> ManagedStorage:
+        return self.files.storage(self._cell_of(agent_id), quota_bytes)
+
+    def register_file_for(self, agent_id: str, path: str | Path, *, name: str | None = None, mode: str = "copy") -> Any:
+        return self.files.register(self._cell_of(agent_id), path, name=name, mode=mode)
+
+    def registered_files_for(self, agent_id: str) -> list[Any]:
+        return self.files.registered(self._cell_of(agent_id))
+
+    def unregister_file_for(self, agent_id: str, name_or_ref: Any) -> None:
+        self.files.unregister(self._cell_of(agent_id), name_or_ref)
+
+    def file_path_for(self, agent_id: str, name_or_ref: Any) -> Path:
+        return self.files.path_of(self._cell_of(agent_id), name_or_ref)
+
+    def export_inactive_record(self, agent_id: str) -> dict[str, Any]:
+        """paglets 2.0's JSON layout of an inactive record."""
+        row = self.store.get_agent(validate_agent_id(agent_id))
+        if row is None or row.status != "inactive":
+            raise InvalidAgentError(f"no inactive paglet {agent_id!r} on host {self.name!r}")
+        state = codec.json_safe(codec.to_wire_form(self.get_state(agent_id)))
+        queued = []
+        for q in self.store.queued_messages(agent_id):
+            import msgspec
+
+            queued.append({"message": codec.json_safe(msgspec.msgpack.decode(q.payload)), "oneway": q.oneway,
+                           "queued_at": q.queued_at})
+        return {
+            "schema_version": 1,
+            "envelope": {"agent_id": agent_id, "agent_class_name": row.class_name,
+                         "state_class_name": row.state_class_name, "state": state, "epoch": row.epoch},
+            "policy": row.policy or DeactivationPolicy().to_wire(),
+            "request": row.request or DeactivationRequest().to_wire(),
+            "deactivated_at": row.deactivated_at,
+            "queued_messages": queued,
+        }
+
+    # -- runtime plumbing (used by contexts and components) ----------------------------
+
+    def _attach(self, cell: Cell) -> None:
+        context = PagletContext(self, cell.agent_id)
+        context._cell = cell
+        cell.paglet._context = context
+
+    def _bind_current(self, cell: Cell) -> None:
+        """Make `PagletProxyRef.resolve()` without arguments work on a paglet's own threads."""
+
+    def _mark_dirty(self, cell: Cell) -> None:
+        self.checkpoints.mark(cell)
+
+    def _checkpoint_now(self, agent_id: str) -> None:
+        self.checkpoints.write_now(self._cell_of(agent_id))
+
+    def _wait_message(self, cell: Cell, timeout: float | None) -> bool:
+        event = threading.Event()
+        with cell.lock:
+            if cell.msg_waiters is None:
+                cell.msg_waiters = []
+            cell.msg_waiters.append(event)
+        wait_for = self.default_timeout if timeout is None else timeout
+        woke = self.turns.release_while(cell, lambda: event.wait(wait_for))
+        if not woke:
+            with cell.lock:
+                if cell.msg_waiters and event in cell.msg_waiters:
+                    cell.msg_waiters.remove(event)
+        return bool(woke)
+
+    def _notify_message(self, cell: Cell, *, all_waiters: bool) -> None:
+        with cell.lock:
+            waiters = cell.msg_waiters or []
+            woken = waiters if all_waiters else waiters[:1]
+            cell.msg_waiters = [] if all_waiters else waiters[1:]
+        for event in woken:
+            event.set()
+
+    def _wait_state(self, cell: Cell, predicate: Callable[[], bool], timeout: float | None) -> bool:
+        deadline = time.monotonic() + (self.default_timeout if timeout is None else timeout)
+        while True:
+            # Register before testing, so a notify between the test and the wait is not lost.
+            event = threading.Event()
+            with cell.lock:
+                if cell.state_waiters is None:
+                    cell.state_waiters = []
+                cell.state_waiters.append(event)
+            try:
+                with cell.paglet.locked():
+                    if predicate():
+                        return True
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self.turns.release_while(cell, lambda: event.wait(remaining))
+            finally:
+                with cell.lock:
+                    if cell.state_waiters and event in cell.state_waiters:
+                        cell.state_waiters.remove(event)
+
+    def _notify_state(self, cell: Cell, *, all_waiters: bool) -> None:
+        self.checkpoints.mark(cell)
+        with cell.lock:
+            waiters = cell.state_waiters or []
+            woken = waiters if all_waiters else waiters[:1]
+            cell.state_waiters = [] if all_waiters else waiters[1:]
+        for event in woken:
+            event.set()
+
+    def _wake_all(self, cell: Cell) -> None:
+        self._notify_message(cell, all_waiters=True)
+        self._notify_state(cell, all_waiters=True)
+
+    def _edit_subscriptions(self, cell: Cell, action: str, kind: str) -> None:
+        with cell.lock:
+            current = cell.subscriptions
+            if action == "clear":
+                cell.subscriptions = set()
+            elif action == "add":
+                if current is not None:
+                    current.add(kind)
+            elif action == "remove":
+                if current is None:
+                    # "all kinds" minus one cannot be a finite set: switch to an explicit
+                    # empty set would drop everything, so refuse clearly instead.
+                    raise HostError(
+                        "this paglet receives every multicast kind (SUBSCRIBED_MESSAGES = None); "
+                        "call unsubscribe_all_messages() then subscribe_message() for the kinds you want"
+                    )
+                current.discard(kind)
