@@ -160,6 +160,7 @@ class Host:
         self.max_state_bytes = max_state_bytes
         self.artifact_limits = (artifact_max_bytes, artifact_storage_quota_bytes, artifact_spool_ttl_seconds)
         self.default_timeout = default_timeout
+        self.defer_commits = durability != "full"
         self.mesh = None  # membership arrives with the mesh layer
 
         root = Path(persistence_dir) if persistence_dir is not None else (

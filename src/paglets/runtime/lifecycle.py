@@ -175,7 +175,8 @@ class Lifecycle:
             event = CreationEvent(init=init_value, **self._event_base(agent_id))
             self._run_hook(cell, cell.paglet.on_creation, event)
             state_bytes = self._encode(cell)
-            host.store.put_agent(self._row(cell, state_bytes, "active"))
+            # Group commit: durable within 100 ms (at once with durability="full").
+            host.store.put_agent(self._row(cell, state_bytes, "active"), defer_commit=host.defer_commits)
             self._go_live(cell)
         except BaseException:
             with registry.lock:

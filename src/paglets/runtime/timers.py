@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from paglets.runtime.host import Host
@@ -63,15 +63,20 @@ class Timers:
             await asyncio.sleep(TICK)
             if self._busy:
                 continue
+            if self.host.store.pending_commit:
+                self._submit(self.host.store.commit)
             due_checkpoint = time.monotonic() >= self._next_checkpoint
             next_activation = self._next_activation
             due_activation = next_activation is not None and time.time() >= next_activation
             if due_checkpoint or due_activation:
                 self._busy = True
-                try:
-                    self.host.pool.submit(self._work, due_checkpoint, due_activation)
-                except RuntimeError:  # pool closed: the host is stopping
-                    return
+                self._submit(self._work, due_checkpoint, due_activation)
+
+    def _submit(self, fn: Any, *args: Any) -> None:
+        try:
+            self.host.pool.submit(fn, *args)
+        except RuntimeError:  # pool closed: the host is stopping
+            self._busy = False
 
     def _work(self, checkpoint: bool, activation: bool) -> None:
         try:
