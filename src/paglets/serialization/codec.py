@@ -117,15 +117,18 @@ def _wire_form_hook(obj: Any) -> Any:
 
 
 def _dec_hook(tp: Any, obj: Any) -> Any:
+    if tp is object:  # msgspec treats `object` as a custom type; it means "untyped"
+        return obj
     if isinstance(tp, type):
         if issubclass(tp, PurePath):
             if isinstance(obj, str):
                 return tp(obj)
-            raise TypeError(f"Expected 'str' (a path), got '{type(obj).__name__}'")
+            raise TypeError(f"Expected `str` (a path), got `{type(obj).__name__}`")
         from_wire = getattr(tp, "from_wire", None)
         if from_wire is not None and isinstance(obj, dict):
             return from_wire(obj)
-    raise NotImplementedError
+    # msgspec turns a TypeError raised here into a ValidationError carrying the field path.
+    raise TypeError(f"Expected `{getattr(tp, '__name__', tp)}`, got `{type(obj).__name__}`")
 
 
 _MSGPACK_ENCODER = msgspec.msgpack.Encoder(enc_hook=_enc_hook)
