@@ -12,7 +12,9 @@ from paglets import Host
 
 
 @pytest.fixture(autouse=True)
-def _no_real_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+def _no_real_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Nothing a test starts may write to the real home directory.
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("HOME", str(home))

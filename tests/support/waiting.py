@@ -8,7 +8,9 @@ from collections.abc import Callable
 import pytest
 
 
-def wait_until(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.005) -> object:
+def wait_until(
+    predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.005
+) -> object:
     """Poll `predicate` until it returns something truthy; fail the test after `timeout`."""
     deadline = time.monotonic() + timeout
     while True:
@@ -16,5 +18,7 @@ def wait_until(predicate: Callable[[], object], timeout: float = 10.0, interval:
         if value:
             return value
         if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout}s: {getattr(predicate, '__name__', predicate)}")
+            pytest.fail(
+                f"condition not met within {timeout}s: {getattr(predicate, '__name__', predicate)}"
+            )
         time.sleep(interval)

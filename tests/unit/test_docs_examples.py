@@ -27,6 +27,12 @@ def test_doc_example_runs(where: str, code: str, tmp_path: Path) -> None:
     env = {**os.environ, "HOME": str(tmp_path)}
     script = tmp_path / "example.py"
     script.write_text(code)
-    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, f"{where} failed:\n{done.stderr[-3000:]}"

@@ -96,7 +96,9 @@ class Paglet(Generic[StateT]):
     def state_class(cls) -> type[Any]:
         state_cls = getattr(cls, "State", None)
         if state_cls is None:
-            raise HostError(f"{cls.__module__}.{cls.__qualname__} has no State: set `State = <a dataclass>`")
+            raise HostError(
+                f"{cls.__module__}.{cls.__qualname__} has no State: set `State = <a dataclass>`"
+            )
         if not (isinstance(state_cls, type) and is_dataclass(state_cls)):
             raise HostError(
                 f"{cls.__module__}.{cls.__qualname__}.State must be a dataclass, got {state_cls!r}; "
@@ -114,7 +116,9 @@ class Paglet(Generic[StateT]):
     def context(self) -> PagletContext:
         ctx = self._context
         if ctx is None:
-            raise HostError(f"paglet {self.agent_id!r} is not running on a host (a standalone instance has no context)")
+            raise HostError(
+                f"paglet {self.agent_id!r} is not running on a host (a standalone instance has no context)"
+            )
         return ctx
 
     @property
@@ -193,23 +197,49 @@ class Paglet(Generic[StateT]):
     ) -> PagletProxy:
         from paglets.persistence import DeactivationRequest
 
-        request = DeactivationRequest(reason=reason, source="self", policy=policy, metadata=metadata or {})
+        request = DeactivationRequest(
+            reason=reason, source="self", policy=policy, metadata=metadata or {}
+        )
         return self.context.deactivate(self.agent_id, request)
 
     def dispose(self) -> None:
         self.context.dispose(self.agent_id)
 
-    def send(self, target_agent_id: str, message: Message, *, host_url: str | None = None,
-             timeout: float | None = None, reply_type: Any = None) -> Any:
-        return self.context.send(target_agent_id, message, host_url=host_url, timeout=timeout, reply_type=reply_type)
+    def send(
+        self,
+        target_agent_id: str,
+        message: Message,
+        *,
+        host_url: str | None = None,
+        timeout: float | None = None,
+        reply_type: Any = None,
+    ) -> Any:
+        return self.context.send(
+            target_agent_id, message, host_url=host_url, timeout=timeout, reply_type=reply_type
+        )
 
-    async def send_async(self, target_agent_id: str, message: Message, *, host_url: str | None = None,
-                         timeout: float | None = None, reply_type: Any = None) -> Any:
-        return await self.context.send_async(target_agent_id, message, host_url=host_url, timeout=timeout,
-                                             reply_type=reply_type)
+    async def send_async(
+        self,
+        target_agent_id: str,
+        message: Message,
+        *,
+        host_url: str | None = None,
+        timeout: float | None = None,
+        reply_type: Any = None,
+    ) -> Any:
+        return await self.context.send_async(
+            target_agent_id, message, host_url=host_url, timeout=timeout, reply_type=reply_type
+        )
 
-    def multicast(self, kind: str | Message, args: dict[str, Any] | None = None, *, include_self: bool = True,
-                  scope: ServiceScope = ServiceScope.LOCAL, timeout: float | None = None) -> ReplySet:
+    def multicast(
+        self,
+        kind: str | Message,
+        args: dict[str, Any] | None = None,
+        *,
+        include_self: bool = True,
+        scope: ServiceScope = ServiceScope.LOCAL,
+        timeout: float | None = None,
+    ) -> ReplySet:
         exclude = None if include_self else [self.agent_id]
         return self.context.multicast(kind, args, exclude=exclude, scope=scope, timeout=timeout)
 
@@ -240,7 +270,9 @@ class Paglet(Generic[StateT]):
     def persistent_storage(self, *, quota_bytes: int | None = None) -> ManagedStorage:
         return self.context.persistent_storage(quota_bytes=quota_bytes)
 
-    def register_file(self, path: str | Path, *, name: str | None = None, mode: str = "copy") -> Any:
+    def register_file(
+        self, path: str | Path, *, name: str | None = None, mode: str = "copy"
+    ) -> Any:
         return self.context.register_file(path, name=name, mode=mode)
 
     def registered_files(self) -> list[Any]:
@@ -269,7 +301,9 @@ class Paglet(Generic[StateT]):
     def handle_message(self, message: Message) -> Any:
         from paglets.core.errors import NotHandledError
 
-        raise NotHandledError(f"{type(self).__qualname__} does not handle messages (kind {message.kind!r})")
+        raise NotHandledError(
+            f"{type(self).__qualname__} does not handle messages (kind {message.kind!r})"
+        )
 
     def run(self) -> None:
         """Started on its own thread after each incarnation, only when overridden."""
@@ -287,7 +321,7 @@ class PagletContext:
     once the paglet has left (the instance is detached).
     """
 
-    __slots__ = ("_host", "_agent_id", "_detached", "_cell")
+    __slots__ = ("_agent_id", "_cell", "_detached", "_host")
 
     def __init__(self, host: Host, agent_id: str | None = None) -> None:
         self._host = host
@@ -343,10 +377,19 @@ class PagletContext:
     def set_property(self, key: str, value: Any) -> None:
         self._host.set_property(key, value)
 
-    def create_paglet(self, agent_cls: type[Paglet[Any]] | str, state: Any = None, *, init: Any = None,
-                      host_url: str | None = None, agent_id: str | None = None) -> PagletProxy:
+    def create_paglet(
+        self,
+        agent_cls: type[Paglet[Any]] | str,
+        state: Any = None,
+        *,
+        init: Any = None,
+        host_url: str | None = None,
+        agent_id: str | None = None,
+    ) -> PagletProxy:
         if host_url is not None and not self._host.is_local_url(host_url):
-            return self._host.create_remote(host_url, agent_cls, state, init=init, agent_id=agent_id)
+            return self._host.create_remote(
+                host_url, agent_cls, state, init=init, agent_id=agent_id
+            )
         return self._host.create(agent_cls, state, init=init, agent_id=agent_id)
 
     # -- lifecycle of itself ---------------------------------------------------------
@@ -374,26 +417,59 @@ class PagletContext:
 
     # -- messages --------------------------------------------------------------------
 
-    def send(self, target_agent_id: str, message: Message, *, host_url: str | None = None,
-             timeout: float | None = None, reply_type: Any = None) -> Any:
+    def send(
+        self,
+        target_agent_id: str,
+        message: Message,
+        *,
+        host_url: str | None = None,
+        timeout: float | None = None,
+        reply_type: Any = None,
+    ) -> Any:
         sender = self._own_id() if self._agent_id is not None else None
-        return self._host._send_from(sender, target_agent_id, message, host_url=host_url, timeout=timeout,
-                                     reply_type=reply_type)
+        return self._host._send_from(
+            sender,
+            target_agent_id,
+            message,
+            host_url=host_url,
+            timeout=timeout,
+            reply_type=reply_type,
+        )
 
-    async def send_async(self, target_agent_id: str, message: Message, *, host_url: str | None = None,
-                         timeout: float | None = None, reply_type: Any = None) -> Any:
+    async def send_async(
+        self,
+        target_agent_id: str,
+        message: Message,
+        *,
+        host_url: str | None = None,
+        timeout: float | None = None,
+        reply_type: Any = None,
+    ) -> Any:
         import asyncio
 
         sender = self._own_id() if self._agent_id is not None else None
-        future = self._host._send_future_from(sender, target_agent_id, message, host_url=host_url,
-                                              timeout=timeout, reply_type=reply_type)
+        future = self._host._send_future_from(
+            sender,
+            target_agent_id,
+            message,
+            host_url=host_url,
+            timeout=timeout,
+            reply_type=reply_type,
+        )
         return await asyncio.wrap_future(future.future)
 
-    def multicast(self, kind: str | Message, args: dict[str, Any] | None = None, *,
-                  exclude: list[str] | None = None, scope: ServiceScope = ServiceScope.LOCAL,
-                  timeout: float | None = None) -> ReplySet:
-        return self._host.multicast_message(kind, args, exclude=exclude, scope=scope, timeout=timeout,
-                                            sender=self._agent_id)
+    def multicast(
+        self,
+        kind: str | Message,
+        args: dict[str, Any] | None = None,
+        *,
+        exclude: list[str] | None = None,
+        scope: ServiceScope = ServiceScope.LOCAL,
+        timeout: float | None = None,
+    ) -> ReplySet:
+        return self._host.multicast_message(
+            kind, args, exclude=exclude, scope=scope, timeout=timeout, sender=self._agent_id
+        )
 
     # -- files and resources ---------------------------------------------------------
 
@@ -406,7 +482,9 @@ class PagletContext:
     def persistent_storage(self, *, quota_bytes: int | None = None) -> ManagedStorage:
         return self._host.persistent_storage_for(self._own_id(), quota_bytes=quota_bytes)
 
-    def register_file(self, path: str | Path, *, name: str | None = None, mode: str = "copy") -> Any:
+    def register_file(
+        self, path: str | Path, *, name: str | None = None, mode: str = "copy"
+    ) -> Any:
         return self._host.register_file_for(self._own_id(), path, name=name, mode=mode)
 
     def registered_files(self) -> list[Any]:
@@ -456,7 +534,7 @@ class PagletContext:
 class ScopedHost:
     """`context.host`: the host as one paglet may see it. No credentials, no other ids."""
 
-    __slots__ = ("_host", "_agent_id")
+    __slots__ = ("_agent_id", "_host")
 
     def __init__(self, host: Host, agent_id: str | None) -> None:
         self._host = host
@@ -464,7 +542,9 @@ class ScopedHost:
 
     def _check(self, agent_id: str) -> str:
         if self._agent_id is not None and agent_id != self._agent_id:
-            raise ForbiddenError(f"paglet {self._agent_id!r} may not act on {agent_id!r} through its host view")
+            raise ForbiddenError(
+                f"paglet {self._agent_id!r} may not act on {agent_id!r} through its host view"
+            )
         return agent_id
 
     @property

@@ -131,7 +131,9 @@ class NotHandledError(PagletError):
 class TransferError(PagletError):
     """A move (dispatch, clone, retract) failed; the paglet stayed where it was."""
 
-    def __init__(self, message: str = "", *args: Any, stage: str | None = None, code: str | None = None) -> None:
+    def __init__(
+        self, message: str = "", *args: Any, stage: str | None = None, code: str | None = None
+    ) -> None:
         super().__init__(message, *args, code=code)
         self.stage = stage
 
@@ -234,7 +236,9 @@ def http_status_for(exc: BaseException) -> int:
     return 500
 
 
-def error_to_wire(exc: BaseException, *, host_name: str | None = None, with_traceback: bool = True) -> dict[str, Any]:
+def error_to_wire(
+    exc: BaseException, *, host_name: str | None = None, with_traceback: bool = True
+) -> dict[str, Any]:
     """The wire form `{error_type, error, error_module, traceback, host_name}` (+ `code`)."""
     remote_type = getattr(exc, "remote_type", None)
     if remote_type:

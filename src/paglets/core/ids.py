@@ -19,7 +19,9 @@ def new_agent_id() -> str:
 def validate_agent_id(agent_id: object) -> str:
     """Return `agent_id` if valid, else raise `InvalidAgentIdError` saying what is allowed."""
     if not isinstance(agent_id, str):
-        raise InvalidAgentIdError(f"agent id must be a string, got {type(agent_id).__name__}", code="bad-agent-id")
+        raise InvalidAgentIdError(
+            f"agent id must be a string, got {type(agent_id).__name__}", code="bad-agent-id"
+        )
     if ".." in agent_id or _VALID.fullmatch(agent_id) is None:
         shown = agent_id if len(agent_id) <= 64 else agent_id[:61] + "..."
         raise InvalidAgentIdError(

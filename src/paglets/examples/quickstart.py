@@ -43,8 +43,10 @@ def main() -> int:
 
         with Host("alpha", persistence_dir=store, mesh_version="demo") as host:
             back = host.list_agents()
-            print(f"restarted: {len(back)} counters back, counts "
-                  f"{sorted(host.get_state(a['agent_id']).count for a in back)}")
+            print(
+                f"restarted: {len(back)} counters back, counts "
+                f"{sorted(host.get_state(a['agent_id']).count for a in back)}"
+            )
     print(f"demo finished in {time.perf_counter() - started:.2f}s")
     return 0
 

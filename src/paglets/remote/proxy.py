@@ -24,13 +24,20 @@ __all__ = ["PagletProxy", "resolve_ref"]
 class PagletProxy:
     """A handle on a paglet. Frozen: equality and hash are `(host_url, agent_id)`."""
 
-    __slots__ = ("host_url", "agent_id", "client", "acknowledged", "_host")
+    __slots__ = ("_host", "acknowledged", "agent_id", "client", "host_url")
 
     host_url: str
     agent_id: str
 
-    def __init__(self, host_url: str, agent_id: str, client: Any = None, *, _host: Host | None = None,
-                 acknowledged: bool = True) -> None:
+    def __init__(
+        self,
+        host_url: str,
+        agent_id: str,
+        client: Any = None,
+        *,
+        _host: Host | None = None,
+        acknowledged: bool = True,
+    ) -> None:
         if not isinstance(host_url, str) or not host_url:
             raise ValueError("PagletProxy needs a host_url such as 'http://127.0.0.1:8765'")
         if not isinstance(agent_id, str) or not agent_id:
@@ -135,31 +142,77 @@ class PagletProxy:
 
     # -- messages ----------------------------------------------------------------------
 
-    def send(self, message: Message, *, activate_if_inactive: bool = True, no_delay: bool = False,
-             timeout: float | None = None, reply_type: Any = None) -> Any:
+    def send(
+        self,
+        message: Message,
+        *,
+        activate_if_inactive: bool = True,
+        no_delay: bool = False,
+        timeout: float | None = None,
+        reply_type: Any = None,
+    ) -> Any:
         return self._target().deliver_message(
-            self.agent_id, message, activate_if_inactive=activate_if_inactive, no_delay=no_delay,
-            timeout=timeout, reply_type=reply_type,
+            self.agent_id,
+            message,
+            activate_if_inactive=activate_if_inactive,
+            no_delay=no_delay,
+            timeout=timeout,
+            reply_type=reply_type,
         )
 
-    async def send_async(self, message: Message, *, activate_if_inactive: bool = True, no_delay: bool = False,
-                         timeout: float | None = None, reply_type: Any = None) -> Any:
-        future = self.send_future(message, activate_if_inactive=activate_if_inactive, no_delay=no_delay,
-                                  timeout=timeout, reply_type=reply_type)
+    async def send_async(
+        self,
+        message: Message,
+        *,
+        activate_if_inactive: bool = True,
+        no_delay: bool = False,
+        timeout: float | None = None,
+        reply_type: Any = None,
+    ) -> Any:
+        future = self.send_future(
+            message,
+            activate_if_inactive=activate_if_inactive,
+            no_delay=no_delay,
+            timeout=timeout,
+            reply_type=reply_type,
+        )
         return await future
 
-    def send_future(self, message: Message, *, activate_if_inactive: bool = True, no_delay: bool = False,
-                    timeout: float | None = None, reply_type: Any = None) -> FutureReply:
+    def send_future(
+        self,
+        message: Message,
+        *,
+        activate_if_inactive: bool = True,
+        no_delay: bool = False,
+        timeout: float | None = None,
+        reply_type: Any = None,
+    ) -> FutureReply:
         return self._target().deliver_future(
-            self.agent_id, message, activate_if_inactive=activate_if_inactive, no_delay=no_delay,
-            timeout=timeout, reply_type=reply_type,
+            self.agent_id,
+            message,
+            activate_if_inactive=activate_if_inactive,
+            no_delay=no_delay,
+            timeout=timeout,
+            reply_type=reply_type,
         )
 
-    def send_oneway(self, message: Message, *, activate_if_inactive: bool = True, no_delay: bool = False,
-                    timeout: float | None = None, durable: bool = False, wait: bool = True) -> None:
+    def send_oneway(
+        self,
+        message: Message,
+        *,
+        activate_if_inactive: bool = True,
+        no_delay: bool = False,
+        timeout: float | None = None,
+        durable: bool = False,
+        wait: bool = True,
+    ) -> None:
         self._target().deliver_message(
-            self.agent_id, message, oneway=True, activate_if_inactive=activate_if_inactive,
-            no_delay=no_delay, timeout=timeout,
+            self.agent_id,
+            message,
+            oneway=True,
+            activate_if_inactive=activate_if_inactive,
+            no_delay=no_delay,
+            timeout=timeout,
         )
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -174,11 +227,18 @@ class PagletProxy:
         host = self._target()
         return host.retract(self.host_url, self.agent_id, target=target)
 
-    def deactivate(self, *, reason: str = "deactivate", policy: DeactivationPolicy | None = None,
-                   metadata: dict[str, Any] | None = None) -> PagletProxy:
+    def deactivate(
+        self,
+        *,
+        reason: str = "deactivate",
+        policy: DeactivationPolicy | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> PagletProxy:
         from paglets.persistence import DeactivationRequest
 
-        request = DeactivationRequest(reason=reason, source="external", policy=policy, metadata=metadata or {})
+        request = DeactivationRequest(
+            reason=reason, source="external", policy=policy, metadata=metadata or {}
+        )
         return self._target().deactivate(self.agent_id, request)
 
     def activate(self) -> PagletProxy:
@@ -190,9 +250,13 @@ class PagletProxy:
 
 def resolve_ref(ref: PagletProxyRef, context_or_client: Any = None) -> PagletProxy:
     """Turn a stored reference into a proxy (see `PagletProxyRef.resolve`)."""
-    if context_or_client is not None and hasattr(context_or_client, "get_proxy") and hasattr(
-        context_or_client, "address"
+    if (
+        context_or_client is not None
+        and hasattr(context_or_client, "get_proxy")
+        and hasattr(context_or_client, "address")
     ):
         host = local_hosts.lookup(ref.host_url)
         return PagletProxy(ref.host_url, ref.agent_id, _host=host)
-    return PagletProxy(ref.host_url, ref.agent_id, context_or_client, _host=local_hosts.lookup(ref.host_url))
+    return PagletProxy(
+        ref.host_url, ref.agent_id, context_or_client, _host=local_hosts.lookup(ref.host_url)
+    )

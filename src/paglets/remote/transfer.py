@@ -29,16 +29,26 @@ class TransferTicket:
 
     def __post_init__(self) -> None:
         if not isinstance(self.destination, str) or not self.destination.strip():
-            raise ValueError("TransferTicket.destination must be a host URL or mesh name, e.g. 'http://127.0.0.1:8766'")
+            raise ValueError(
+                "TransferTicket.destination must be a host URL or mesh name, e.g. 'http://127.0.0.1:8766'"
+            )
         if not isinstance(self.timeout, int | float) or self.timeout <= 0:
-            raise ValueError(f"TransferTicket.timeout must be a positive number of seconds, got {self.timeout!r}")
+            raise ValueError(
+                f"TransferTicket.timeout must be a positive number of seconds, got {self.timeout!r}"
+            )
         if not isinstance(self.retries, int) or self.retries < 0:
             raise ValueError(f"TransferTicket.retries must be an int >= 0, got {self.retries!r}")
         if not isinstance(self.retry_interval, int | float) or self.retry_interval < 0:
-            raise ValueError(f"TransferTicket.retry_interval must be >= 0, got {self.retry_interval!r}")
+            raise ValueError(
+                f"TransferTicket.retry_interval must be >= 0, got {self.retry_interval!r}"
+            )
         object.__setattr__(self, "required_capabilities", tuple(self.required_capabilities))
-        object.__setattr__(self, "required_tags", tuple(t.strip().lower() for t in self.required_tags))
-        object.__setattr__(self, "arrival_mode", enum_from_wire(ArrivalMode, self.arrival_mode, "arrival_mode"))
+        object.__setattr__(
+            self, "required_tags", tuple(t.strip().lower() for t in self.required_tags)
+        )
+        object.__setattr__(
+            self, "arrival_mode", enum_from_wire(ArrivalMode, self.arrival_mode, "arrival_mode")
+        )
 
     @classmethod
     def from_target(cls, target: str | TransferTicket) -> TransferTicket:
@@ -46,7 +56,9 @@ class TransferTicket:
             return target
         if isinstance(target, str):
             return cls(destination=target)
-        raise TypeError(f"a move target is a URL, a mesh host name or a TransferTicket, got {type(target).__name__}")
+        raise TypeError(
+            f"a move target is a URL, a mesh host name or a TransferTicket, got {type(target).__name__}"
+        )
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -64,7 +76,11 @@ class TransferTicket:
     def from_wire(cls, payload: dict[str, Any]) -> TransferTicket:
         if not isinstance(payload, dict) or "destination" not in payload:
             raise ValueError("a transfer ticket needs at least 'destination'")
-        known = {k: payload[k] for k in cls.__dataclass_fields__ if k in payload and payload[k] is not None}
+        known = {
+            k: payload[k]
+            for k in cls.__dataclass_fields__
+            if k in payload and payload[k] is not None
+        }
         for key in ("required_capabilities", "required_tags"):
             if key in known:
                 known[key] = tuple(known[key])

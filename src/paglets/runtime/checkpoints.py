@@ -71,7 +71,11 @@ class Checkpoints:
                     data = codec.encode_state(paglet.state)
             except Exception as exc:
                 log.warning("checkpoint of paglet %s failed: %s", cell.agent_id, exc)
-                self._emit("checkpoint-failed", agent_id=cell.agent_id, error=f"{type(exc).__name__}: {exc}")  # type: ignore[operator]
+                self._emit(
+                    "checkpoint-failed",
+                    agent_id=cell.agent_id,
+                    error=f"{type(exc).__name__}: {exc}",
+                )  # type: ignore[operator]
                 continue
             cell.info.checkpointed_at = now
             items.append((cell.agent_id, data, now))

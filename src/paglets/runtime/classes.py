@@ -42,12 +42,21 @@ class ClassSpecs:
         self._code_version = code_version
 
     def get(self, agent_cls: type[Paglet[Any]] | str) -> ClassSpec:
-        spec = self._by_cls.get(agent_cls) if isinstance(agent_cls, type) else self._by_name.get(agent_cls)
+        spec = (
+            self._by_cls.get(agent_cls)
+            if isinstance(agent_cls, type)
+            else self._by_name.get(agent_cls)
+        )
         if spec is not None:
             return spec
         if isinstance(agent_cls, str):
-            cls = codec.import_class(agent_cls, expect=Paglet, allow_modules=self._allow_modules,
-                                     host_name=self._host_name, code_version=self._code_version)
+            cls = codec.import_class(
+                agent_cls,
+                expect=Paglet,
+                allow_modules=self._allow_modules,
+                host_name=self._host_name,
+                code_version=self._code_version,
+            )
         elif isinstance(agent_cls, type) and issubclass(agent_cls, Paglet):
             cls = agent_cls
         else:
@@ -74,7 +83,9 @@ class ClassSpecs:
         if not isinstance(cls.STATE_VERSION, int) or cls.STATE_VERSION < 1:
             raise HostError(f"{name}.STATE_VERSION must be an int >= 1, got {cls.STATE_VERSION!r}")
         subscribed = cls.SUBSCRIBED_MESSAGES
-        if subscribed is not None and (isinstance(subscribed, str) or not all(isinstance(k, str) for k in subscribed)):
+        if subscribed is not None and (
+            isinstance(subscribed, str) or not all(isinstance(k, str) for k in subscribed)
+        ):
             raise HostError(f"{name}.SUBSCRIBED_MESSAGES must be None or a tuple of message kinds")
         try:
             class_name = codec.qualified_name(cls)

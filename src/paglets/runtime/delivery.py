@@ -82,9 +82,18 @@ class Delivery:
 
     # -- public entry points ---------------------------------------------------------
 
-    def send(self, agent_id: str, message: Message, *, oneway: bool = False, activate_if_inactive: bool = True,
-             no_delay: bool = False, timeout: float | None = None, reply_type: Any = None,
-             sender: str | None = None) -> Any:
+    def send(
+        self,
+        agent_id: str,
+        message: Message,
+        *,
+        oneway: bool = False,
+        activate_if_inactive: bool = True,
+        no_delay: bool = False,
+        timeout: float | None = None,
+        reply_type: Any = None,
+        sender: str | None = None,
+    ) -> Any:
         host = self.host
         host._check_blocking_allowed("send", "send_async")
         validate_agent_id(agent_id)
@@ -94,25 +103,53 @@ class Delivery:
             return self._reserved(agent_id, delivered, timeout)
         explicit = message.explicit_message_id()
         if explicit is None:
-            reply = self._route(agent_id, delivered, oneway, activate_if_inactive, no_delay, timeout)
+            reply = self._route(
+                agent_id, delivered, oneway, activate_if_inactive, no_delay, timeout
+            )
         else:
-            reply = self._once(agent_id, explicit, lambda: self._route(
-                agent_id, delivered, oneway, activate_if_inactive, no_delay, timeout), timeout)
+            reply = self._once(
+                agent_id,
+                explicit,
+                lambda: self._route(
+                    agent_id, delivered, oneway, activate_if_inactive, no_delay, timeout
+                ),
+                timeout,
+            )
         if reply_type is not None and not oneway:
             return codec.convert(reply, reply_type)
         return None if oneway else reply
 
-    def send_future(self, agent_id: str, message: Message, *, activate_if_inactive: bool = True,
-                    no_delay: bool = False, timeout: float | None = None, reply_type: Any = None,
-                    sender: str | None = None) -> FutureReply:
+    def send_future(
+        self,
+        agent_id: str,
+        message: Message,
+        *,
+        activate_if_inactive: bool = True,
+        no_delay: bool = False,
+        timeout: float | None = None,
+        reply_type: Any = None,
+        sender: str | None = None,
+    ) -> FutureReply:
         validate_agent_id(agent_id)
         delivered = self._delivered_copy(message, FUTURE, sender)
         result: Future[Any] = Future()
-        try:
-            inner = self._route_future(agent_id, delivered, activate_if_inactive, no_delay)
-        except BaseException as exc:
-            result.set_exception(exc)
-            return FutureReply(result)
+        explicit = message.explicit_message_id()
+        claimed: Future[Any] | None = None
+        if explicit is not None:
+            claimed, first = self._dedup.claim((agent_id, explicit))
+            if not first:
+                inner = claimed
+                claimed = None
+        if claimed is not None or explicit is None:
+            try:
+                inner = self._route_future(agent_id, delivered, activate_if_inactive, no_delay)
+            except BaseException as exc:
+                if claimed is not None:
+                    claimed.set_exception(exc)
+                result.set_exception(exc)
+                return FutureReply(result)
+            if claimed is not None:
+                _chain(inner, claimed)
 
         def done(f: Future[Any]) -> None:
             exc = f.exception()
@@ -121,16 +158,24 @@ class Delivery:
                 return
             try:
                 value = f.result()
-                result.set_result(codec.convert(value, reply_type) if reply_type is not None else value)
+                result.set_result(
+                    codec.convert(value, reply_type) if reply_type is not None else value
+                )
             except BaseException as conv:
                 result.set_exception(conv)
 
         inner.add_done_callback(done)
         return FutureReply(result)
 
-    def multicast(self, kind: str | Message, args: dict[str, Any] | None = None, *,
-                  exclude: list[str] | None = None, timeout: float | None = None,
-                  sender: str | None = None) -> ReplySet:
+    def multicast(
+        self,
+        kind: str | Message,
+        args: dict[str, Any] | None = None,
+        *,
+        exclude: list[str] | None = None,
+        timeout: float | None = None,
+        sender: str | None = None,
+    ) -> ReplySet:
         message = kind if isinstance(kind, Message) else Message(kind, args or {})
         skip = set(exclude or ())
         replies = ReplySet()
@@ -144,7 +189,9 @@ class Delivery:
 
     def _delivered_copy(self, message: Message, message_type: int, sender: str | None) -> Message:
         if not isinstance(message, Message):
-            raise TypeError(f"send takes a paglets Message, got {type(message).__name__}; e.g. Message('kind', {{...}})")
+            raise TypeError(
+                f"send takes a paglets Message, got {type(message).__name__}; e.g. Message('kind', {{...}})"
+            )
         try:
             args = codec.to_wire_form(message.args)
             arg = codec.to_wire_form(message.arg)
@@ -158,8 +205,15 @@ class Delivery:
 
     # -- routing -----------------------------------------------------------------------
 
-    def _route(self, agent_id: str, message: Message, oneway: bool, activate: bool, no_delay: bool,
-               timeout: float) -> Any:
+    def _route(
+        self,
+        agent_id: str,
+        message: Message,
+        oneway: bool,
+        activate: bool,
+        no_delay: bool,
+        timeout: float,
+    ) -> Any:
         host = self.host
         turns = host.turns
         while True:
@@ -171,8 +225,12 @@ class Delivery:
                 cell = outcome
             try:
                 if oneway:
-                    turns.post(cell, lambda c=cell: self._invoke(c, message), priority=message.priority,
-                               on_done=lambda _r, e, c=cell: self._oneway_done(c, message, e))
+                    turns.post(
+                        cell,
+                        lambda c=cell: self._invoke(c, message),
+                        priority=message.priority,
+                        on_done=lambda _r, e, c=cell: self._oneway_done(c, message, e),
+                    )
                     return None
                 chain = mailbox.current_chain() or mailbox.new_chain()
                 waiting = mailbox.current_cell()
@@ -180,15 +238,22 @@ class Delivery:
                 if waiting is not None:
                     waiting.waiting_chain = chain
                 try:
-                    return turns.call(cell, lambda c=cell: self._invoke(c, message), priority=message.priority,
-                                      timeout=timeout, chain=chain)
+                    return turns.call(
+                        cell,
+                        lambda c=cell: self._invoke(c, message),
+                        priority=message.priority,
+                        timeout=timeout,
+                        chain=chain,
+                    )
                 finally:
                     if waiting is not None:
                         waiting.waiting_chain = previous
             except CellGone:
                 continue
 
-    def _route_future(self, agent_id: str, message: Message, activate: bool, no_delay: bool) -> Future[Any]:
+    def _route_future(
+        self, agent_id: str, message: Message, activate: bool, no_delay: bool
+    ) -> Future[Any]:
         host = self.host
         while True:
             cell = host.registry.live.get(agent_id)
@@ -200,8 +265,12 @@ class Delivery:
                     return done
                 cell = outcome
             try:
-                return host.turns.submit(cell, lambda c=cell: self._invoke(c, message), priority=message.priority,
-                                         chain=mailbox.current_chain())
+                return host.turns.submit(
+                    cell,
+                    lambda c=cell: self._invoke(c, message),
+                    priority=message.priority,
+                    chain=mailbox.current_chain(),
+                )
             except CellGone:
                 continue
 
@@ -217,15 +286,21 @@ class Delivery:
         future.set_result(result)
         return result
 
-    def _inactive(self, agent_id: str, message: Message, oneway: bool, activate: bool, no_delay: bool) -> Any:
+    def _inactive(
+        self, agent_id: str, message: Message, oneway: bool, activate: bool, no_delay: bool
+    ) -> Any:
         host = self.host
         row = host.store.get_agent(agent_id)
         if row is None:
             if agent_id in host.registry.live:
                 return host.registry.live[agent_id]
-            raise InvalidAgentError(f"no paglet {agent_id!r} on host {host.name!r}", code="agent-not-found")
+            raise InvalidAgentError(
+                f"no paglet {agent_id!r} on host {host.name!r}", code="agent-not-found"
+            )
         if row.status == "crashed":
-            raise PagletCrashedError(f"paglet {agent_id!r} on host {host.name!r} crashed; dispose or activate it")
+            raise PagletCrashedError(
+                f"paglet {agent_id!r} on host {host.name!r} crashed; dispose or activate it"
+            )
         if row.status == "active":  # live again, or becoming live: look once more
             cell = host.registry.live.get(agent_id)
             if cell is not None:
@@ -246,8 +321,12 @@ class Delivery:
         if policy.queue_messages_when_inactive:
             payload = msgspec.msgpack.encode(message.to_wire())
             host.store.queue_message(agent_id, payload, oneway, time.time())
-            host.events.emit("message-queued", agent_id=agent_id, message_id=message.message_id,
-                             data={"kind": message.kind})
+            host.events.emit(
+                "message-queued",
+                agent_id=agent_id,
+                message_id=message.message_id,
+                data={"kind": message.kind},
+            )
             return None if oneway else {"queued": True, "message_id": message.message_id}
         raise PagletInactiveError(
             f"paglet {agent_id!r} is inactive and its policy neither activates it on messages nor queues them; "
@@ -261,17 +340,25 @@ class Delivery:
         for row in store.queued_messages(cell.agent_id):
             message = Message.from_wire(msgspec.msgpack.decode(row.payload))
 
-            def on_done(_result: Any, error: BaseException | None, seq: int = row.seq, m: Message = message) -> None:
+            def on_done(
+                _result: Any, error: BaseException | None, seq: int = row.seq, m: Message = message
+            ) -> None:
                 if isinstance(error, CellGone):
                     return  # still stored: delivered at the next activation
                 store.delete_queued([seq])
                 if error is not None:
                     self._emit_failed(cell, m, error)
                 else:
-                    self.host.events.emit("message-delivered", agent_id=cell.agent_id, message_id=m.message_id)
+                    self.host.events.emit(
+                        "message-delivered", agent_id=cell.agent_id, message_id=m.message_id
+                    )
 
-            self.host.turns._push(cell, mailbox.Item(lambda m=message: self._invoke(cell, m), None, None, on_done),
-                                  False, message.priority)
+            self.host.turns._push(
+                cell,
+                mailbox.Item(lambda m=message: self._invoke(cell, m), None, None, on_done),
+                False,
+                message.priority,
+            )
 
     # -- running the handler (in the turn) ---------------------------------------------
 
@@ -285,12 +372,13 @@ class Delivery:
         except BaseException as exc:
             cell.failed += 1
             self._after_turn(cell)
-            raise as_caller_error(exc, host_name=host.name) from None
+            raise as_caller_error(exc, host_name=host.name)  # noqa: B904 (__cause__ is set inside)
         cell.delivered += 1
         self._after_turn(cell)
         if result is NOT_HANDLED:
             raise NotHandledError(
-                f"{type(paglet).__qualname__} did not handle message kind {message.kind!r}", code="not-handled"
+                f"{type(paglet).__qualname__} did not handle message kind {message.kind!r}",
+                code="not-handled",
             )
         try:
             return codec.to_wire_form(result)
@@ -324,9 +412,14 @@ class Delivery:
         self._emit_failed(cell, message, error)
 
     def _emit_failed(self, cell: Cell, message: Message, error: BaseException) -> None:
-        self.host.events.emit("message-failed", agent_id=cell.agent_id, class_name=cell.info.class_name,
-                              message_id=message.message_id, error=f"{type(error).__name__}: {error}",
-                              data={"kind": message.kind})
+        self.host.events.emit(
+            "message-failed",
+            agent_id=cell.agent_id,
+            class_name=cell.info.class_name,
+            message_id=message.message_id,
+            error=f"{type(error).__name__}: {error}",
+            data={"kind": message.kind},
+        )
 
     # -- reserved kinds ----------------------------------------------------------------
 
@@ -354,3 +447,16 @@ class Delivery:
 def _subscribed(cell: Cell, kind: str) -> bool:
     subscriptions = cell.subscriptions
     return subscriptions is None or kind in subscriptions
+
+
+def _chain(source: Future[Any], target: Future[Any]) -> None:
+    """Complete `target` with `source`'s outcome."""
+
+    def copy(f: Future[Any]) -> None:
+        exc = f.exception()
+        if exc is not None:
+            target.set_exception(exc)
+        else:
+            target.set_result(f.result())
+
+    source.add_done_callback(copy)

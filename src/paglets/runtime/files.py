@@ -60,7 +60,9 @@ class Files:
         with self._lock:
             storage = self._storages.get(key)
             if storage is None:
-                storage = ManagedStorage(self.storage_root / safe_file_name(key), quota_bytes=self._storage_quota)
+                storage = ManagedStorage(
+                    self.storage_root / safe_file_name(key), quota_bytes=self._storage_quota
+                )
                 self._storages[key] = storage
         if quota_bytes is None:
             return storage
@@ -73,19 +75,32 @@ class Files:
     def _refs(self, cell: Cell) -> list[dict[str, Any]]:
         return cell.info.meta.setdefault("files", [])
 
-    def register(self, cell: Cell, path: str | Path, *, name: str | None, mode: str) -> PagletFileRef:
+    def register(
+        self, cell: Cell, path: str | Path, *, name: str | None, mode: str
+    ) -> PagletFileRef:
         if mode not in ("copy", "move"):
             raise ValueError(f"mode must be 'copy' or 'move', got {mode!r}")
         source = Path(path).expanduser().resolve()
         if not source.is_file():
-            raise HostError(f"cannot register {str(path)!r}: not a regular file on host {self.host.name!r}")
+            raise HostError(
+                f"cannot register {str(path)!r}: not a regular file on host {self.host.name!r}"
+            )
         file_name = safe_file_name(name or source.name)
         stat = source.stat()
         ref = PagletFileRef(
-            name=file_name, mode=mode, source_host_name=self.host.name, source_host_url=self.host.address,
-            source_path=str(source), source_created_at=stat.st_ctime, source_modified_at=stat.st_mtime,
-            size_bytes=stat.st_size, sha256=sha256_of(source), current_host_name=self.host.name,
-            current_host_url=self.host.address, current_path=str(source), status="registered",
+            name=file_name,
+            mode=mode,
+            source_host_name=self.host.name,
+            source_host_url=self.host.address,
+            source_path=str(source),
+            source_created_at=stat.st_ctime,
+            source_modified_at=stat.st_mtime,
+            size_bytes=stat.st_size,
+            sha256=sha256_of(source),
+            current_host_name=self.host.name,
+            current_host_url=self.host.address,
+            current_path=str(source),
+            status="registered",
         )
         refs = [r for r in self._refs(cell) if r["name"] != file_name]
         refs.append(ref.to_wire())
@@ -125,7 +140,15 @@ class Files:
         for r in refs:
             target = target_dir / r["name"]
             shutil.copyfile(r["current_path"], target)
-            copied.append({**r, "mode": "copy", "current_path": str(target), "status": "available",
-                           "current_host_name": self.host.name, "current_host_url": self.host.address})
+            copied.append(
+                {
+                    **r,
+                    "mode": "copy",
+                    "current_path": str(target),
+                    "status": "available",
+                    "current_host_name": self.host.name,
+                    "current_host_url": self.host.address,
+                }
+            )
         clone.info.meta["files"] = copied
         clone.info.meta["files_copied_at"] = time.time()

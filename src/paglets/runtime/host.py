@@ -22,7 +22,7 @@ from paglets.core.errors import HostError, InvalidAgentError, TransferError
 from paglets.core.ids import validate_agent_id
 from paglets.core.messages import FutureReply, Message, ReplySet
 from paglets.core.runtime_values import ServiceScope
-from paglets.persistence.policy import DeactivationPolicy, DeactivationRequest
+from paglets.persistence.policy import DeactivationRequest
 from paglets.persistence.storage import ManagedStorage
 from paglets.persistence.store import Store
 from paglets.remote.proxy import PagletProxy
@@ -36,8 +36,9 @@ from paglets.runtime.lifecycle import Lifecycle
 from paglets.runtime.mailbox import Cell, Turns
 from paglets.runtime.registry import Registry
 from paglets.runtime.timers import Timers
+from paglets.runtime.views import Views
+from paglets.runtime.waiting import Waiting
 from paglets.runtime.workers import WorkerPool
-from paglets.serialization import codec
 
 log = logging.getLogger("paglets.host")
 
@@ -60,8 +61,13 @@ def _default_code_version(explicit: str | None) -> str:
     if env:
         return env
     try:
-        head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True,
-                              timeout=2, check=False)
+        head = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=2,
+            check=False,
+        )
         if head.returncode == 0 and head.stdout.strip():
             return f"git-{head.stdout.strip()}"
     except (OSError, subprocess.SubprocessError):
@@ -125,11 +131,15 @@ class Host:
         if not isinstance(name, str) or not name.strip():
             raise HostError("a host needs a name, e.g. Host('alpha')")
         if not isinstance(port, int) or not 0 <= port <= 65535:
-            raise HostError(f"port must be an int from 0 to 65535 (0 = any free port), got {port!r}")
+            raise HostError(
+                f"port must be an int from 0 to 65535 (0 = any free port), got {port!r}"
+            )
         if durability not in ("normal", "full"):
             raise HostError(f"durability must be 'normal' or 'full', got {durability!r}")
         if not isinstance(checkpoint_interval, int | float) or checkpoint_interval <= 0:
-            raise HostError(f"checkpoint_interval must be a positive number of seconds, got {checkpoint_interval!r}")
+            raise HostError(
+                f"checkpoint_interval must be a positive number of seconds, got {checkpoint_interval!r}"
+            )
         bind_public = not host.startswith(_LOOPBACK)
         self.api_key = api_key if api_key is not None else os.environ.get("PAGLETS_API_KEY")
         if bind_public and not (self.api_key or tls_ca or insecure):
@@ -158,13 +168,19 @@ class Host:
         self.allow_modules = allow_modules
         self.max_body_bytes = max_body_bytes
         self.max_state_bytes = max_state_bytes
-        self.artifact_limits = (artifact_max_bytes, artifact_storage_quota_bytes, artifact_spool_ttl_seconds)
+        self.artifact_limits = (
+            artifact_max_bytes,
+            artifact_storage_quota_bytes,
+            artifact_spool_ttl_seconds,
+        )
         self.default_timeout = default_timeout
         self.defer_commits = durability != "full"
         self.mesh = None  # membership arrives with the mesh layer
 
-        root = Path(persistence_dir) if persistence_dir is not None else (
-            Path.home() / ".paglets" / "hosts" / _safe_name(name)
+        root = (
+            Path(persistence_dir)
+            if persistence_dir is not None
+            else (Path.home() / ".paglets" / "hosts" / _safe_name(name))
         )
         self.persistence_dir = root.expanduser().resolve()
         self.persistence_dir.mkdir(parents=True, exist_ok=True)
@@ -181,6 +197,8 @@ class Host:
         self.work_root = self.files.work_root
         self.lifecycle = Lifecycle(self)
         self.delivery = Delivery(self)
+        self.waiting = Waiting(self.turns)
+        self.views = Views(self)
         self._properties: dict[str, Any] = {}
         self._state = "new"  # new → running → stopping → stopped
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -208,12 +226,16 @@ class Host:
                 self._loop.call_soon(ready.set)  # type: ignore[union-attr]
                 self._loop.run_forever()  # type: ignore[union-attr]
 
-            self._loop_thread = threading.Thread(target=run_loop, name=f"paglets-loop-{self.name}", daemon=True)
+            self._loop_thread = threading.Thread(
+                target=run_loop, name=f"paglets-loop-{self.name}", daemon=True
+            )
             self._loop_thread.start()
             ready.wait(10)
             local_hosts.register(self.address, self)
             self._state = "running"
-        self.events.emit("context-start", data={"address": self.address, "code_version": self.mesh_version})
+        self.events.emit(
+            "context-start", data={"address": self.address, "code_version": self.mesh_version}
+        )
         self.lifecycle.recover_all()
         self.timers.start(self._loop)
         return self
@@ -228,7 +250,9 @@ class Host:
             sock.bind((self.bind_host, self.port))
         except OSError as exc:
             sock.close()
-            raise HostError(f"host {self.name!r} cannot listen on {self.bind_host}:{self.port}: {exc.strerror}") from None
+            raise HostError(
+                f"host {self.name!r} cannot listen on {self.bind_host}:{self.port}: {exc.strerror}"
+            ) from None
         sock.listen(512)
         self._socket = sock
         self.port = sock.getsockname()[1]
@@ -242,7 +266,9 @@ class Host:
         self.start_background()
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(sig, lambda *_: threading.Thread(target=self.shutdown, daemon=True).start())
+                signal.signal(
+                    sig, lambda *_: threading.Thread(target=self.shutdown, daemon=True).start()
+                )
         self._stopped_event.wait()
 
     def shutdown(self, *, grace: float = 10.0) -> None:
@@ -309,7 +335,9 @@ class Host:
     def _require_running(self) -> None:
         if self._state != "running":
             if self._state == "new":
-                raise HostError(f"host {self.name!r} is not started: call start_background() or use `with Host(...)`")
+                raise HostError(
+                    f"host {self.name!r} is not started: call start_background() or use `with Host(...)`"
+                )
             raise HostError(f"host {self.name!r} is stopping or stopped; it takes no new paglets")
 
     def _check_blocking_allowed(self, what: str, async_name: str) -> None:
@@ -343,16 +371,23 @@ class Host:
             return self.address
         if "://" in name_or_url:
             return name_or_url
-        raise TransferError(f"no host named {name_or_url!r} in this host's mesh view", stage="preflight",
-                            code="preflight")
+        raise TransferError(
+            f"no host named {name_or_url!r} in this host's mesh view",
+            stage="preflight",
+            code="preflight",
+        )
 
     def _cell_of(self, agent_id: str) -> Cell:
         validate_agent_id(agent_id)
         cell = self.registry.live.get(agent_id)
         if cell is None:
             if self.store.has_agent(agent_id):
-                raise InvalidAgentError(f"paglet {agent_id!r} on host {self.name!r} is not active; activate it first")
-            raise InvalidAgentError(f"no paglet {agent_id!r} on host {self.name!r}", code="agent-not-found")
+                raise InvalidAgentError(
+                    f"paglet {agent_id!r} on host {self.name!r} is not active; activate it first"
+                )
+            raise InvalidAgentError(
+                f"no paglet {agent_id!r} on host {self.name!r}", code="agent-not-found"
+            )
         return cell
 
     def get_proxy(self, agent_id: str, *, include_inactive: bool = False) -> PagletProxy | None:
@@ -375,17 +410,32 @@ class Host:
         if state & ACTIVE:
             proxies.extend(self.proxy(agent_id) for agent_id in list(self.registry.live))
         if state & INACTIVE:
-            proxies.extend(self.proxy(row.agent_id) for row in self.store.list_agents(status="inactive"))
+            proxies.extend(
+                self.proxy(row.agent_id) for row in self.store.list_agents(status="inactive")
+            )
         return proxies
 
     # -- lifecycle -----------------------------------------------------------------------
 
-    def create(self, agent_cls: type[Paglet[Any]] | str, state: Any = None, *, init: Any = None,
-               agent_id: str | None = None) -> PagletProxy:
+    def create(
+        self,
+        agent_cls: type[Paglet[Any]] | str,
+        state: Any = None,
+        *,
+        init: Any = None,
+        agent_id: str | None = None,
+    ) -> PagletProxy:
         return self.lifecycle.create(agent_cls, state, init=init, agent_id=agent_id)
 
-    def create_remote(self, target_url: str, agent_cls: Any, state: Any = None, *, init: Any = None,
-                      agent_id: str | None = None) -> PagletProxy:
+    def create_remote(
+        self,
+        target_url: str,
+        agent_cls: Any,
+        state: Any = None,
+        *,
+        init: Any = None,
+        agent_id: str | None = None,
+    ) -> PagletProxy:
         if self.is_local_url(target_url):
             return self.create(agent_cls, state, init=init, agent_id=agent_id)
         remote = local_hosts.lookup(target_url)
@@ -410,20 +460,28 @@ class Host:
 
     def dispatch(self, agent_id: str, target: str | TransferTicket) -> PagletProxy:
         if target is None:
-            raise TransferError("dispatch needs a target host URL, mesh name or TransferTicket", stage="preflight")
+            raise TransferError(
+                "dispatch needs a target host URL, mesh name or TransferTicket", stage="preflight"
+            )
         if self._is_local_target(target):
-            return self.lifecycle.move_here(agent_id, reason="dispatch",
-                                            timeout=TransferTicket.from_target(target).timeout)
+            return self.lifecycle.move_here(
+                agent_id, reason="dispatch", timeout=TransferTicket.from_target(target).timeout
+            )
         return self._remote_move("dispatch", agent_id, target)
 
-    def retract(self, remote_host_url: str, agent_id: str, *, target: str | None = None) -> PagletProxy:
+    def retract(
+        self, remote_host_url: str, agent_id: str, *, target: str | None = None
+    ) -> PagletProxy:
         if self.is_local_url(remote_host_url) and self._is_local_target(target):
             return self.lifecycle.move_here(agent_id, reason="retract")
         source = local_hosts.lookup(remote_host_url)
         if source is not None and source is not self:
             return source._remote_move("retract", agent_id, target or self.address)
-        raise TransferError(f"cannot retract from {remote_host_url}: moves between hosts need the network layer",
-                            stage="preflight", code="preflight")
+        raise TransferError(
+            f"cannot retract from {remote_host_url}: moves between hosts need the network layer",
+            stage="preflight",
+            code="preflight",
+        )
 
     def _remote_move(self, kind: str, agent_id: str, target: Any) -> PagletProxy:
         destination = TransferTicket.from_target(target).destination
@@ -436,32 +494,81 @@ class Host:
 
     # -- messages ------------------------------------------------------------------------
 
-    def deliver_message(self, agent_id: str, message: Message, *, oneway: bool = False,
-                        activate_if_inactive: bool = True, no_delay: bool = False,
-                        timeout: float | None = None, reply_type: Any = None) -> Any:
-        return self.delivery.send(agent_id, message, oneway=oneway, activate_if_inactive=activate_if_inactive,
-                                  no_delay=no_delay, timeout=timeout, reply_type=reply_type,
-                                  sender=self._current_sender())
+    def deliver_message(
+        self,
+        agent_id: str,
+        message: Message,
+        *,
+        oneway: bool = False,
+        activate_if_inactive: bool = True,
+        no_delay: bool = False,
+        timeout: float | None = None,
+        reply_type: Any = None,
+    ) -> Any:
+        return self.delivery.send(
+            agent_id,
+            message,
+            oneway=oneway,
+            activate_if_inactive=activate_if_inactive,
+            no_delay=no_delay,
+            timeout=timeout,
+            reply_type=reply_type,
+            sender=self._current_sender(),
+        )
 
-    def deliver_future(self, agent_id: str, message: Message, *, activate_if_inactive: bool = True,
-                       no_delay: bool = False, timeout: float | None = None, reply_type: Any = None) -> FutureReply:
-        return self.delivery.send_future(agent_id, message, activate_if_inactive=activate_if_inactive,
-                                         no_delay=no_delay, timeout=timeout, reply_type=reply_type,
-                                         sender=self._current_sender())
+    def deliver_future(
+        self,
+        agent_id: str,
+        message: Message,
+        *,
+        activate_if_inactive: bool = True,
+        no_delay: bool = False,
+        timeout: float | None = None,
+        reply_type: Any = None,
+    ) -> FutureReply:
+        return self.delivery.send_future(
+            agent_id,
+            message,
+            activate_if_inactive=activate_if_inactive,
+            no_delay=no_delay,
+            timeout=timeout,
+            reply_type=reply_type,
+            sender=self._current_sender(),
+        )
 
     def _current_sender(self) -> str | None:
         cell = mailbox.current_cell()
         return cell.agent_id if cell is not None else None
 
-    def _send_from(self, sender: str | None, target: str, message: Message, *, host_url: str | None,
-                   timeout: float | None, reply_type: Any) -> Any:
+    def _send_from(
+        self,
+        sender: str | None,
+        target: str,
+        message: Message,
+        *,
+        host_url: str | None,
+        timeout: float | None,
+        reply_type: Any,
+    ) -> Any:
         host = self._host_for(host_url)
-        return host.delivery.send(target, message, timeout=timeout, reply_type=reply_type, sender=sender)
+        return host.delivery.send(
+            target, message, timeout=timeout, reply_type=reply_type, sender=sender
+        )
 
-    def _send_future_from(self, sender: str | None, target: str, message: Message, *, host_url: str | None,
-                          timeout: float | None, reply_type: Any) -> FutureReply:
+    def _send_future_from(
+        self,
+        sender: str | None,
+        target: str,
+        message: Message,
+        *,
+        host_url: str | None,
+        timeout: float | None,
+        reply_type: Any,
+    ) -> FutureReply:
         host = self._host_for(host_url)
-        return host.delivery.send_future(target, message, timeout=timeout, reply_type=reply_type, sender=sender)
+        return host.delivery.send_future(
+            target, message, timeout=timeout, reply_type=reply_type, sender=sender
+        )
 
     def _host_for(self, host_url: str | None) -> Host:
         if host_url is None or self.is_local_url(host_url):
@@ -471,107 +578,73 @@ class Host:
             raise HostError(f"could not reach {host_url}: remote hosts need the HTTP client")
         return other
 
-    def multicast_message(self, kind: str | Message, args: dict[str, Any] | None = None, *,
-                          exclude: list[str] | None = None, scope: ServiceScope = ServiceScope.LOCAL,
-                          timeout: float | None = None, sender: str | None = None) -> ReplySet:
-        return self.delivery.multicast(kind, args, exclude=exclude, timeout=timeout,
-                                       sender=sender if sender is not None else self._current_sender())
+    def multicast_message(
+        self,
+        kind: str | Message,
+        args: dict[str, Any] | None = None,
+        *,
+        exclude: list[str] | None = None,
+        scope: ServiceScope = ServiceScope.LOCAL,
+        timeout: float | None = None,
+        sender: str | None = None,
+    ) -> ReplySet:
+        return self.delivery.multicast(
+            kind,
+            args,
+            exclude=exclude,
+            timeout=timeout,
+            sender=sender if sender is not None else self._current_sender(),
+        )
 
     def mailbox_status(self, agent_id: str) -> dict[str, int]:
         cell = self._cell_of(agent_id)
-        return {"queued": cell.queued_count(), "in_flight": 1 if cell.busy else 0,
-                "delivered": cell.delivered, "failed": cell.failed}
+        return {
+            "queued": cell.queued_count(),
+            "in_flight": 1 if cell.busy else 0,
+            "delivered": cell.delivered,
+            "failed": cell.failed,
+        }
 
     # -- state and summaries -----------------------------------------------------------
 
     def get_state(self, agent_id: str, state_cls: Any = None) -> Any:
         """A snapshot of the state (a copy), for live and inactive paglets."""
-        validate_agent_id(agent_id)
-        cell = self.registry.live.get(agent_id)
-        if cell is not None:
-            with cell.paglet.locked():
-                data = codec.encode_state(cell.paglet.state)
-            own_cls: type = cell.info.cls.state_class()
-        else:
-            row = self.store.get_agent(agent_id)
-            if row is None:
-                raise InvalidAgentError(f"no paglet {agent_id!r} on host {self.name!r}", code="agent-not-found")
-            spec = self.classes.get(row.class_name)
-            own_cls = spec.state_cls
-            data = row.state
-            if row.state_version < spec.state_version:
-                return self.lifecycle._decode_stored(spec, row)
-        state = codec.decode_state(own_cls, data)
-        if state_cls is None or state_cls is own_cls:
-            return state
-        return codec.dataclass_from_wire(state_cls, codec.dataclass_to_wire(state))
+        return self.views.get_state(agent_id, state_cls)
 
     def agent_info(self, agent_id: str) -> dict[str, Any]:
-        validate_agent_id(agent_id)
-        cell = self.registry.live.get(agent_id)
-        if cell is not None:
-            info = cell.info
-            paglet = cell.paglet
-            return {
-                "agent_id": agent_id, "class_name": info.class_name, "state_class_name": info.state_class_name,
-                "host": self.name, "address": self.address, "active": True, "crashed": False, "exitcode": None,
-                "error": None, "pid": os.getpid(),
-                "mailbox": {"queued": cell.queued_count(), "in_flight": 1 if cell.busy else 0,
-                            "delivered": cell.delivered, "failed": cell.failed},
-                "resources": paglet._resources.status() if paglet._resources is not None else {},
-                "isolation": info.cls.ISOLATION, "epoch": info.epoch, "home_url": info.home_url,
-                "run_error": info.run_error, "created_at": info.created_at, "checkpointed_at": info.checkpointed_at,
-                "policy": None, "queued_messages": 0,
-            }
-        row = self.store.get_agent(agent_id)
-        if row is None:
-            raise InvalidAgentError(f"no paglet {agent_id!r} on host {self.name!r}", code="agent-not-found")
-        return {
-            "agent_id": agent_id, "class_name": row.class_name, "state_class_name": row.state_class_name,
-            "host": self.name, "address": self.address, "active": False, "crashed": row.status == "crashed",
-            "exitcode": row.meta.get("exitcode"), "error": row.meta.get("error"), "pid": None,
-            "deactivated_at": row.deactivated_at, "isolation": row.meta.get("isolation", "host"),
-            "epoch": row.epoch, "home_url": row.home_url, "run_error": None, "created_at": row.created_at,
-            "checkpointed_at": row.checkpointed_at, "policy": row.policy,
-            "queued_messages": self.store.count_queued(agent_id),
-        }
+        return self.views.agent_info(agent_id)
 
-    def list_agents(self, *, active: bool = True, inactive: bool = False, include_state: bool = False,
-                    offset: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
-        if offset < 0 or (limit is not None and limit < 0):
-            raise ValueError("offset and limit must be >= 0")
-        out: list[dict[str, Any]] = []
-        if active:
-            cells = list(self.registry.live.values())
-            for cell in cells[offset: None if limit is None else offset + limit]:
-                summary = self._summary(cell.agent_id, cell.info.class_name, cell.info.state_class_name, True)
-                if include_state:
-                    summary["state"] = codec.to_wire_form(self.get_state(cell.agent_id))
-                out.append(summary)
-            offset = max(0, offset - len(cells))
-            if limit is not None:
-                limit = max(0, limit - len(out))
-                if limit == 0:
-                    return out
-        if inactive:
-            for row in self.store.list_agents(status="inactive", offset=offset, limit=limit, with_state=include_state):
-                summary = self._summary(row.agent_id, row.class_name, row.state_class_name, False)
-                if include_state:
-                    summary["state"] = codec.to_wire_form(self.get_state(row.agent_id))
-                out.append(summary)
-        return out
+    def list_agents(
+        self,
+        *,
+        active: bool = True,
+        inactive: bool = False,
+        include_state: bool = False,
+        offset: int = 0,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        return self.views.list_agents(
+            active=active,
+            inactive=inactive,
+            include_state=include_state,
+            offset=offset,
+            limit=limit,
+        )
 
-    def _summary(self, agent_id: str, class_name: str, state_class_name: str, active: bool) -> dict[str, Any]:
-        return {"agent_id": agent_id, "class_name": class_name, "state_class_name": state_class_name,
-                "host": self.name, "address": self.address, "active": active}
+    def export_inactive_record(self, agent_id: str) -> dict[str, Any]:
+        """paglets 2.0's JSON layout of an inactive record."""
+        return self.views.export_inactive_record(agent_id)
 
     def health(self) -> dict[str, Any]:
         return {
             "status": "ok" if self._state == "running" else self._state,
-            "name": self.name, "address": self.address,
+            "name": self.name,
+            "address": self.address,
             "active_count": len(self.registry.live),
             "inactive_count": self.store.count_agents("inactive"),
-            "code_version": self.mesh_version, "capabilities": [], "tags": list(self.tags),
+            "code_version": self.mesh_version,
+            "capabilities": [],
+            "tags": list(self.tags),
             "properties": dict(self.properties),
         }
 
@@ -581,9 +654,19 @@ class Host:
         from paglets.remote.mesh import HostRef
 
         h = self.health()
-        return [HostRef(name=self.name, url=self.address, code_version=self.mesh_version, online=True,
-                        last_seen=time.time(), active_count=h["active_count"], inactive_count=h["inactive_count"],
-                        tags=list(self.tags), properties=dict(self.properties))]
+        return [
+            HostRef(
+                name=self.name,
+                url=self.address,
+                code_version=self.mesh_version,
+                online=True,
+                last_seen=time.time(),
+                active_count=h["active_count"],
+                inactive_count=h["inactive_count"],
+                tags=list(self.tags),
+                properties=dict(self.properties),
+            )
+        ]
 
     # -- properties and events -------------------------------------------------------
 
@@ -614,10 +697,14 @@ class Host:
         validate_agent_id(agent_id)
         return self.files.work_dir(agent_id, create=create)
 
-    def persistent_storage_for(self, agent_id: str, *, quota_bytes: int | None = None) -> ManagedStorage:
+    def persistent_storage_for(
+        self, agent_id: str, *, quota_bytes: int | None = None
+    ) -> ManagedStorage:
         return self.files.storage(self._cell_of(agent_id), quota_bytes)
 
-    def register_file_for(self, agent_id: str, path: str | Path, *, name: str | None = None, mode: str = "copy") -> Any:
+    def register_file_for(
+        self, agent_id: str, path: str | Path, *, name: str | None = None, mode: str = "copy"
+    ) -> Any:
         return self.files.register(self._cell_of(agent_id), path, name=name, mode=mode)
 
     def registered_files_for(self, agent_id: str) -> list[Any]:
@@ -629,28 +716,6 @@ class Host:
     def file_path_for(self, agent_id: str, name_or_ref: Any) -> Path:
         return self.files.path_of(self._cell_of(agent_id), name_or_ref)
 
-    def export_inactive_record(self, agent_id: str) -> dict[str, Any]:
-        """paglets 2.0's JSON layout of an inactive record."""
-        row = self.store.get_agent(validate_agent_id(agent_id))
-        if row is None or row.status != "inactive":
-            raise InvalidAgentError(f"no inactive paglet {agent_id!r} on host {self.name!r}")
-        state = codec.json_safe(codec.to_wire_form(self.get_state(agent_id)))
-        queued = []
-        for q in self.store.queued_messages(agent_id):
-            import msgspec
-
-            queued.append({"message": codec.json_safe(msgspec.msgpack.decode(q.payload)), "oneway": q.oneway,
-                           "queued_at": q.queued_at})
-        return {
-            "schema_version": 1,
-            "envelope": {"agent_id": agent_id, "agent_class_name": row.class_name,
-                         "state_class_name": row.state_class_name, "state": state, "epoch": row.epoch},
-            "policy": row.policy or DeactivationPolicy().to_wire(),
-            "request": row.request or DeactivationRequest().to_wire(),
-            "deactivated_at": row.deactivated_at,
-            "queued_messages": queued,
-        }
-
     # -- runtime plumbing (used by contexts and components) ----------------------------
 
     def _attach(self, cell: Cell) -> None:
@@ -661,83 +726,30 @@ class Host:
     def _bind_current(self, cell: Cell) -> None:
         """Make `PagletProxyRef.resolve()` without arguments work on a paglet's own threads."""
 
+    # Waiting and notification live in runtime/waiting.py; contexts reach them here.
+    def _wait_message(self, cell: Cell, timeout: float | None) -> bool:
+        return self.waiting.wait_message(cell, self.default_timeout if timeout is None else timeout)
+
+    def _notify_message(self, cell: Cell, *, all_waiters: bool) -> None:
+        self.waiting.notify_message(cell, all_waiters=all_waiters)
+
+    def _wait_state(self, cell: Cell, predicate: Callable[[], bool], timeout: float | None) -> bool:
+        return self.waiting.wait_state(
+            cell, predicate, self.default_timeout if timeout is None else timeout
+        )
+
+    def _notify_state(self, cell: Cell, *, all_waiters: bool) -> None:
+        self.checkpoints.mark(cell)
+        self.waiting.notify_state(cell, all_waiters=all_waiters)
+
+    def _wake_all(self, cell: Cell) -> None:
+        self.waiting.wake_all(cell)
+
+    def _edit_subscriptions(self, cell: Cell, action: str, kind: str) -> None:
+        self.waiting.edit_subscriptions(cell, action, kind)
+
     def _mark_dirty(self, cell: Cell) -> None:
         self.checkpoints.mark(cell)
 
     def _checkpoint_now(self, agent_id: str) -> None:
         self.checkpoints.write_now(self._cell_of(agent_id))
-
-    def _wait_message(self, cell: Cell, timeout: float | None) -> bool:
-        event = threading.Event()
-        with cell.lock:
-            if cell.msg_waiters is None:
-                cell.msg_waiters = []
-            cell.msg_waiters.append(event)
-        wait_for = self.default_timeout if timeout is None else timeout
-        woke = self.turns.release_while(cell, lambda: event.wait(wait_for))
-        if not woke:
-            with cell.lock:
-                if cell.msg_waiters and event in cell.msg_waiters:
-                    cell.msg_waiters.remove(event)
-        return bool(woke)
-
-    def _notify_message(self, cell: Cell, *, all_waiters: bool) -> None:
-        with cell.lock:
-            waiters = cell.msg_waiters or []
-            woken = waiters if all_waiters else waiters[:1]
-            cell.msg_waiters = [] if all_waiters else waiters[1:]
-        for event in woken:
-            event.set()
-
-    def _wait_state(self, cell: Cell, predicate: Callable[[], bool], timeout: float | None) -> bool:
-        deadline = time.monotonic() + (self.default_timeout if timeout is None else timeout)
-        while True:
-            # Register before testing, so a notify between the test and the wait is not lost.
-            event = threading.Event()
-            with cell.lock:
-                if cell.state_waiters is None:
-                    cell.state_waiters = []
-                cell.state_waiters.append(event)
-            try:
-                with cell.paglet.locked():
-                    if predicate():
-                        return True
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self.turns.release_while(cell, lambda: event.wait(remaining))
-            finally:
-                with cell.lock:
-                    if cell.state_waiters and event in cell.state_waiters:
-                        cell.state_waiters.remove(event)
-
-    def _notify_state(self, cell: Cell, *, all_waiters: bool) -> None:
-        self.checkpoints.mark(cell)
-        with cell.lock:
-            waiters = cell.state_waiters or []
-            woken = waiters if all_waiters else waiters[:1]
-            cell.state_waiters = [] if all_waiters else waiters[1:]
-        for event in woken:
-            event.set()
-
-    def _wake_all(self, cell: Cell) -> None:
-        self._notify_message(cell, all_waiters=True)
-        self._notify_state(cell, all_waiters=True)
-
-    def _edit_subscriptions(self, cell: Cell, action: str, kind: str) -> None:
-        with cell.lock:
-            current = cell.subscriptions
-            if action == "clear":
-                cell.subscriptions = set()
-            elif action == "add":
-                if current is not None:
-                    current.add(kind)
-            elif action == "remove":
-                if current is None:
-                    # "all kinds" minus one cannot be a finite set: switch to an explicit
-                    # empty set would drop everything, so refuse clearly instead.
-                    raise HostError(
-                        "this paglet receives every multicast kind (SUBSCRIBED_MESSAGES = None); "
-                        "call unsubscribe_all_messages() then subscribe_message() for the kinds you want"
-                    )
-                current.discard(kind)

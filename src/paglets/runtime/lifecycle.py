@@ -86,8 +86,13 @@ class Lifecycle:
         return cell
 
     def _info(self, spec: ClassSpec, **kw: Any) -> AgentInfo:
-        return AgentInfo(spec.cls, spec.class_name, spec.state_class_name,
-                         checkpoint_mode=spec.checkpoint.value, **kw)
+        return AgentInfo(
+            spec.cls,
+            spec.class_name,
+            spec.state_class_name,
+            checkpoint_mode=spec.checkpoint.value,
+            **kw,
+        )
 
     def _row(self, cell: Cell, state: bytes, status: str, **extra: Any) -> AgentRow:
         info = cell.info
@@ -131,10 +136,16 @@ class Lifecycle:
             except BaseException as exc:
                 cell.info.run_error = f"{type(exc).__name__}: {exc}"
                 log.exception("run() of paglet %s failed", cell.agent_id)
-                host.events.emit("run-failed", agent_id=cell.agent_id, class_name=cell.info.class_name,
-                                 error=cell.info.run_error)
+                host.events.emit(
+                    "run-failed",
+                    agent_id=cell.agent_id,
+                    class_name=cell.info.class_name,
+                    error=cell.info.run_error,
+                )
 
-        thread = threading.Thread(target=runner, name=f"paglet-run-{cell.agent_id[:12]}", daemon=True)
+        thread = threading.Thread(
+            target=runner, name=f"paglet-run-{cell.agent_id[:12]}", daemon=True
+        )
         cell.info.run_thread = thread
         thread.start()
 
@@ -145,11 +156,17 @@ class Lifecycle:
         return type(cell.paglet).run is not Paglet.run
 
     def _event_base(self, agent_id: str) -> dict[str, Any]:
-        return {"agent_id": agent_id, "host_name": self.host.name, "host_address": self.host.address}
+        return {
+            "agent_id": agent_id,
+            "host_name": self.host.name,
+            "host_address": self.host.address,
+        }
 
     # -- create ----------------------------------------------------------------------
 
-    def create(self, agent_cls: Any, state: Any = None, *, init: Any = None, agent_id: str | None = None) -> PagletProxy:
+    def create(
+        self, agent_cls: Any, state: Any = None, *, init: Any = None, agent_id: str | None = None
+    ) -> PagletProxy:
         host = self.host
         host._require_running()
         spec = host.classes.get(agent_cls)
@@ -160,8 +177,10 @@ class Lifecycle:
         init_value = self._init_from(spec, init)
         registry = host.registry
         with registry.lock:
-            if agent_id in registry.live or agent_id in registry.reserved or (
-                explicit and host.store.has_agent(agent_id)
+            if (
+                agent_id in registry.live
+                or agent_id in registry.reserved
+                or (explicit and host.store.has_agent(agent_id))
             ):
                 raise DuplicateAgentError(
                     f"a paglet with id {agent_id!r} already exists on host {host.name!r}; "
@@ -176,7 +195,9 @@ class Lifecycle:
             self._run_hook(cell, cell.paglet.on_creation, event)
             state_bytes = self._encode(cell)
             # Group commit: durable within 100 ms (at once with durability="full").
-            host.store.put_agent(self._row(cell, state_bytes, "active"), defer_commit=host.defer_commits)
+            host.store.put_agent(
+                self._row(cell, state_bytes, "active"), defer_commit=host.defer_commits
+            )
             self._go_live(cell)
         except BaseException:
             with registry.lock:
@@ -189,7 +210,9 @@ class Lifecycle:
 
     # -- activate --------------------------------------------------------------------
 
-    def activate(self, agent_id: str, *, reason: str = "activate", timeout: float | None = None) -> PagletProxy:
+    def activate(
+        self, agent_id: str, *, reason: str = "activate", timeout: float | None = None
+    ) -> PagletProxy:
         host = self.host
         host._require_running()
         validate_agent_id(agent_id)
@@ -221,24 +244,37 @@ class Lifecycle:
         host = self.host
         row = host.store.get_agent(agent_id)
         if row is None:
-            raise InvalidAgentError(f"no paglet {agent_id!r} on host {host.name!r}", code="agent-not-found")
+            raise InvalidAgentError(
+                f"no paglet {agent_id!r} on host {host.name!r}", code="agent-not-found"
+            )
         if row.status == "crashed":
             raise PagletCrashedError(f"paglet {agent_id!r} crashed; dispose it or restart it")
         spec = host.classes.get(row.class_name)
         state = self._decode_stored(spec, row)
-        info = self._info(spec, epoch=row.epoch, home_url=row.home_url or host.address,
-                          created_at=row.created_at, meta=dict(row.meta or {}))
+        info = self._info(
+            spec,
+            epoch=row.epoch,
+            home_url=row.home_url or host.address,
+            created_at=row.created_at,
+            meta=dict(row.meta or {}),
+        )
         info.checkpointed_at = row.checkpointed_at
         cell = self._incarnate(spec, state, agent_id, info)
         request = DeactivationRequest.from_wire(row.request) if row.request else None
         policy = DeactivationPolicy.from_wire(row.policy) if row.policy else None
-        event = PersistencyEvent(reason=reason, request=request, policy=policy, **self._event_base(agent_id))
+        event = PersistencyEvent(
+            reason=reason, request=request, policy=policy, **self._event_base(agent_id)
+        )
         try:
             self._run_hook(cell, cell.paglet.on_activation, event)
         except BaseException as exc:
             self._depart(cell)
-            host.events.emit("activation-failed", agent_id=agent_id, class_name=spec.class_name,
-                             error=f"{type(exc).__name__}: {exc}")
+            host.events.emit(
+                "activation-failed",
+                agent_id=agent_id,
+                class_name=spec.class_name,
+                error=f"{type(exc).__name__}: {exc}",
+            )
             raise
         row.state = self._encode(cell)
         row.status = "active"
@@ -259,14 +295,24 @@ class Lifecycle:
             import msgspec
 
             payload = msgspec.msgpack.decode(row.state)
-            migrated = spec.cls.migrate_state(payload, row.state_version) if hasattr(spec.cls, "migrate_state") else payload
+            migrated = (
+                spec.cls.migrate_state(payload, row.state_version)
+                if hasattr(spec.cls, "migrate_state")
+                else payload
+            )
             return codec.dataclass_from_wire(spec.state_cls, migrated)
         return codec.decode_state(spec.state_cls, row.state)
 
     # -- deactivate ------------------------------------------------------------------
 
-    def deactivate(self, agent_id: str, request: DeactivationRequest | None = None, *,
-                   timeout: float | None = None, force_startup: bool = False) -> PagletProxy:
+    def deactivate(
+        self,
+        agent_id: str,
+        request: DeactivationRequest | None = None,
+        *,
+        timeout: float | None = None,
+        force_startup: bool = False,
+    ) -> PagletProxy:
         host = self.host
         validate_agent_id(agent_id)
         request = request or DeactivationRequest(source="external")
@@ -287,23 +333,44 @@ class Lifecycle:
                         activate_on_startup=True,
                         activate_at=policy.activate_at,
                     )
-                event = PersistencyEvent(reason=request.reason, request=request, policy=policy,
-                                         **self._event_base(agent_id))
+                event = PersistencyEvent(
+                    reason=request.reason,
+                    request=request,
+                    policy=policy,
+                    **self._event_base(agent_id),
+                )
                 paglet.on_deactivating(event)
                 if paglet._resources is not None:
                     paglet._resources.cleanup(reason=request.reason)
-                row = self._row(cell, self._encode(cell), "inactive", deactivated_at=time.time(),
-                                activate_at=policy.activate_at, activate_on_startup=policy.activate_on_startup,
-                                policy=policy.to_wire(), request=request.to_wire())
+                row = self._row(
+                    cell,
+                    self._encode(cell),
+                    "inactive",
+                    deactivated_at=time.time(),
+                    activate_at=policy.activate_at,
+                    activate_on_startup=policy.activate_on_startup,
+                    policy=policy.to_wire(),
+                    request=request.to_wire(),
+                )
                 host.store.put_agent(row)
                 self._leave(cell)
                 if policy.activate_at is not None:
                     host.timers.activation_due(policy.activate_at)
-                host.events.emit("deactivate", agent_id=agent_id, class_name=cell.info.class_name,
-                                 data={"reason": request.reason})
+                host.events.emit(
+                    "deactivate",
+                    agent_id=agent_id,
+                    class_name=cell.info.class_name,
+                    data={"reason": request.reason},
+                )
 
             try:
-                host.turns.call(cell, op, system=True, timeout=timeout or host.default_timeout, what="deactivation")
+                host.turns.call(
+                    cell,
+                    op,
+                    system=True,
+                    timeout=timeout or host.default_timeout,
+                    what="deactivation",
+                )
                 return host.proxy(agent_id)
             except CellGone:
                 continue
@@ -311,7 +378,9 @@ class Lifecycle:
     def _already_inactive(self, agent_id: str) -> PagletProxy:
         if self.host.store.has_agent(agent_id):
             return self.host.proxy(agent_id)
-        raise InvalidAgentError(f"no paglet {agent_id!r} on host {self.host.name!r}", code="agent-not-found")
+        raise InvalidAgentError(
+            f"no paglet {agent_id!r} on host {self.host.name!r}", code="agent-not-found"
+        )
 
     def _leave(self, cell: Cell) -> None:
         """The paglet stops being live here (after its state was stored)."""
@@ -338,7 +407,9 @@ class Lifecycle:
             cell = host.registry.get(agent_id)
             if cell is None:
                 if not host.store.delete_agent(agent_id):
-                    raise InvalidAgentError(f"no paglet {agent_id!r} on host {host.name!r}", code="agent-not-found")
+                    raise InvalidAgentError(
+                        f"no paglet {agent_id!r} on host {host.name!r}", code="agent-not-found"
+                    )
                 self._remove_files(agent_id)
                 host.events.emit("dispose", agent_id=agent_id)
                 return
@@ -357,7 +428,9 @@ class Lifecycle:
                 host.events.emit("dispose", agent_id=agent_id, class_name=cell.info.class_name)
 
             try:
-                host.turns.call(cell, op, system=True, timeout=timeout or host.default_timeout, what="dispose")
+                host.turns.call(
+                    cell, op, system=True, timeout=timeout or host.default_timeout, what="dispose"
+                )
                 return
             except CellGone:
                 continue
@@ -377,53 +450,85 @@ class Lifecycle:
             source = cell.paglet
             clone_id = new_agent_id()
             transfer_id = uuid.uuid4().hex
-            sides = {"source_host_name": host.name, "source_host_address": host.address,
-                     "target_host_name": host.name, "target_host_address": host.address}
-            event = CloneEvent(source_agent_id=agent_id, clone_agent_id=clone_id, transfer_id=transfer_id,
-                               **sides, **self._event_base(agent_id))
-            source.on_cloning(event)
+            sides = {
+                "source_host_name": host.name,
+                "source_host_address": host.address,
+                "target_host_name": host.name,
+                "target_host_address": host.address,
+            }
+            event = CloneEvent(
+                source_agent_id=agent_id,
+                clone_agent_id=clone_id,
+                transfer_id=transfer_id,
+                **sides,
+                **self._event_base(agent_id),
+            )
+            _departure_hooks(agent_id, lambda: source.on_cloning(event))
             state_bytes = self._encode(cell)
             spec = host.classes.get(type(source))
-            info = self._info(spec, home_url=host.address, created_at=time.time(),
-                              meta={"clone_of": agent_id})
+            info = self._info(
+                spec, home_url=host.address, created_at=time.time(), meta={"clone_of": agent_id}
+            )
             with host.registry.lock:
                 host.registry.reserved.add(clone_id)
             try:
-                clone = self._incarnate(spec, codec.decode_state(spec.state_cls, state_bytes), clone_id, info)
+                clone = self._incarnate(
+                    spec, codec.decode_state(spec.state_cls, state_bytes), clone_id, info
+                )
                 host.files.copy_registered(cell, clone)
-                clone_event = CloneEvent(source_agent_id=agent_id, clone_agent_id=clone_id,
-                                         transfer_id=transfer_id, **sides, **self._event_base(clone_id))
+                clone_event = CloneEvent(
+                    source_agent_id=agent_id,
+                    clone_agent_id=clone_id,
+                    transfer_id=transfer_id,
+                    **sides,
+                    **self._event_base(clone_id),
+                )
                 try:
                     self._run_hook(clone, clone.paglet.on_clone, clone_event)
                 except BaseException as exc:
                     self._discard(clone)
                     self._aborted(cell, event, exc)
-                    raise TransferError(f"on_clone of the clone failed: {type(exc).__name__}: {exc}",
-                                        stage="hook-failed", code="target-rejected") from exc
+                    raise TransferError(
+                        f"on_clone of the clone failed: {type(exc).__name__}: {exc}",
+                        stage="hook-failed",
+                        code="target-rejected",
+                    ) from exc
                 host.store.put_agent(self._row(clone, self._encode(clone), "active"))
                 self._go_live(clone)
             finally:
                 with host.registry.lock:
                     host.registry.reserved.discard(clone_id)
             host.turns.release(clone)
-            host.events.emit("clone", agent_id=clone_id, class_name=spec.class_name, data={"clone_of": agent_id})
+            host.events.emit(
+                "clone", agent_id=clone_id, class_name=spec.class_name, data={"clone_of": agent_id}
+            )
             self.start_run(clone)
             try:
                 source.on_cloned(event)
             except Exception as exc:
-                host.events.emit("hook-failed", agent_id=agent_id, class_name=spec.class_name,
-                                 error=f"on_cloned: {type(exc).__name__}: {exc}")
+                host.events.emit(
+                    "hook-failed",
+                    agent_id=agent_id,
+                    class_name=spec.class_name,
+                    error=f"on_cloned: {type(exc).__name__}: {exc}",
+                )
             return host.proxy(clone_id)
 
-        return host.turns.call(cell, op, system=True, timeout=timeout or host.default_timeout, what="clone")
+        return host.turns.call(
+            cell, op, system=True, timeout=timeout or host.default_timeout, what="clone"
+        )
 
     def _discard(self, cell: Cell) -> None:
         self._depart(cell)
         self._remove_files(cell.agent_id)
 
     def _aborted(self, cell: Cell, event: Any, exc: BaseException) -> None:
-        self.host.events.emit("transfer-aborted", agent_id=cell.agent_id, class_name=cell.info.class_name,
-                              error=f"{type(exc).__name__}: {exc}")
+        self.host.events.emit(
+            "transfer-aborted",
+            agent_id=cell.agent_id,
+            class_name=cell.info.class_name,
+            error=f"{type(exc).__name__}: {exc}",
+        )
         try:
             cell.paglet.on_transfer_aborted(event)
         except Exception:
@@ -441,13 +546,24 @@ class Lifecycle:
                 raise CellGone
             source = cell.paglet
             info = cell.info
-            event = MobilityEvent(source_host_name=host.name, source_host_address=host.address,
-                                  target_host_name=host.name, target_host_address=host.address,
-                                  reason=reason, transfer_id=uuid.uuid4().hex, epoch=info.epoch + 1,
-                                  **self._event_base(agent_id))
-            (source.on_reverting if reason == "retract" else source.on_dispatching)(event)
-            if source._resources is not None:
-                source._resources.cleanup(reason=reason)
+            event = MobilityEvent(
+                source_host_name=host.name,
+                source_host_address=host.address,
+                target_host_name=host.name,
+                target_host_address=host.address,
+                reason=reason,
+                transfer_id=uuid.uuid4().hex,
+                epoch=info.epoch + 1,
+                **self._event_base(agent_id),
+            )
+            hook = source.on_reverting if reason == "retract" else source.on_dispatching
+
+            def departure() -> None:
+                hook(event)
+                if source._resources is not None:
+                    source._resources.cleanup(reason=reason)
+
+            _departure_hooks(agent_id, departure)
             spec = host.classes.get(type(source))
             state_bytes = self._encode(cell)
             arriving = spec.cls(codec.decode_state(spec.state_cls, state_bytes), agent_id=agent_id)
@@ -460,21 +576,32 @@ class Lifecycle:
                 self._aborted(cell, event, exc)
                 raise TransferError(
                     f"on_arrival failed on {host.name!r}: {type(exc).__name__}: {exc}",
-                    stage="target-rejected", code="target-rejected",
+                    stage="target-rejected",
+                    code="target-rejected",
                 ) from exc
             source.departed = True
             if source._context is not None:
                 source._context._detached = True
             info.epoch += 1
             host.store.put_agent(self._row(cell, self._encode(cell), "active"))
-            host.events.emit(reason, agent_id=agent_id, class_name=info.class_name,
-                             data={"target": host.address, "epoch": info.epoch})
-            host.events.emit("arrival", agent_id=agent_id, class_name=info.class_name,
-                             data={"source": host.address, "reason": reason})
+            host.events.emit(
+                reason,
+                agent_id=agent_id,
+                class_name=info.class_name,
+                data={"target": host.address, "epoch": info.epoch},
+            )
+            host.events.emit(
+                "arrival",
+                agent_id=agent_id,
+                class_name=info.class_name,
+                data={"source": host.address, "reason": reason},
+            )
             self.start_run(cell)
             return host.proxy(agent_id)
 
-        return host.turns.call(cell, op, system=True, timeout=timeout or host.default_timeout, what=reason)
+        return host.turns.call(
+            cell, op, system=True, timeout=timeout or host.default_timeout, what=reason
+        )
 
     # -- start and stop --------------------------------------------------------------
 
@@ -493,7 +620,11 @@ class Lifecycle:
         except Exception as exc:
             wire = error_to_wire(exc, with_traceback=False)
             log.warning("could not bring back paglet %s (%s): %s", agent_id, reason, wire["error"])
-            self.host.events.emit("activation-failed", agent_id=agent_id, error=f"{wire['error_type']}: {wire['error']}")
+            self.host.events.emit(
+                "activation-failed",
+                agent_id=agent_id,
+                error=f"{wire['error_type']}: {wire['error']}",
+            )
 
     def shutdown_all(self, grace: float) -> None:
         """Deactivate every live paglet with `activate_on_startup`; those still busy after
@@ -513,10 +644,16 @@ class Lifecycle:
             try:
                 future.result(max(0.0, deadline - time.monotonic()) + 1.0)
             except Exception as exc:
-                log.warning("paglet %s not deactivated at shutdown (%s); saving its checkpoint", cell.agent_id, exc)
+                log.warning(
+                    "paglet %s not deactivated at shutdown (%s); saving its checkpoint",
+                    cell.agent_id,
+                    exc,
+                )
         host.checkpoints.flush_all()
 
-    def _shutdown_one(self, cell: Cell, request: DeactivationRequest, deadline: float, future: Future[Any]) -> None:
+    def _shutdown_one(
+        self, cell: Cell, request: DeactivationRequest, deadline: float, future: Future[Any]
+    ) -> None:
         try:
             remaining = max(0.01, deadline - time.monotonic())
             self.deactivate(cell.agent_id, request, timeout=remaining, force_startup=True)
@@ -525,3 +662,23 @@ class Lifecycle:
             future.set_exception(exc)
         except BaseException as exc:  # a hook raised: keep the paglet (recovered next start)
             future.set_exception(as_caller_error(exc))
+
+
+def _departure_hooks(agent_id: str, run: Any) -> None:
+    """Run a move's departure hooks; a failure aborts the move with the paglet in place."""
+    try:
+        run()
+    except PagletError as exc:
+        if isinstance(exc, TransferError):
+            raise
+        raise TransferError(
+            f"paglet {agent_id!r} did not leave: a departure hook failed: {type(exc).__name__}: {exc}",
+            stage="hook-failed",
+            code="hook-failed",
+        ) from exc
+    except Exception as exc:
+        raise TransferError(
+            f"paglet {agent_id!r} did not leave: a departure hook failed: {type(exc).__name__}: {exc}",
+            stage="hook-failed",
+            code="hook-failed",
+        ) from exc

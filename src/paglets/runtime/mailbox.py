@@ -78,10 +78,15 @@ class CellGone(Exception):
 
 
 class Item:
-    __slots__ = ("fn", "future", "chain", "started", "cancelled", "on_done")
+    __slots__ = ("cancelled", "chain", "fn", "future", "on_done", "started")
 
-    def __init__(self, fn: Callable[[], Any], future: Future[Any] | None, chain: int | None,
-                 on_done: Callable[[Any, BaseException | None], None] | None = None) -> None:
+    def __init__(
+        self,
+        fn: Callable[[], Any],
+        future: Future[Any] | None,
+        chain: int | None,
+        on_done: Callable[[Any, BaseException | None], None] | None = None,
+    ) -> None:
         self.fn = fn
         self.future = future
         self.chain = chain
@@ -94,21 +99,21 @@ class Cell:
     """A live paglet: its instance, mailbox and bookkeeping. Slim on purpose (f1: ≤ 4 KiB)."""
 
     __slots__ = (
+        "__weakref__",
         "agent_id",
-        "paglet",
-        "lock",
         "busy",
-        "gone",
-        "queue",
-        "resumers",
-        "waiting_chain",
-        "msg_waiters",
-        "state_waiters",
         "delivered",
         "failed",
+        "gone",
         "info",
+        "lock",
+        "msg_waiters",
+        "paglet",
+        "queue",
+        "resumers",
+        "state_waiters",
         "subscriptions",
-        "__weakref__",
+        "waiting_chain",
     )
 
     def __init__(self, agent_id: str, paglet: Any, info: Any) -> None:
@@ -156,8 +161,17 @@ class Turns:
             cell.busy = True
             return True
 
-    def call(self, cell: Cell, fn: Callable[[], Any], *, system: bool = False, priority: int = 5,
-             timeout: float, chain: int | None = None, what: str = "message") -> Any:
+    def call(
+        self,
+        cell: Cell,
+        fn: Callable[[], Any],
+        *,
+        system: bool = False,
+        priority: int = 5,
+        timeout: float,
+        chain: int | None = None,
+        what: str = "message",
+    ) -> Any:
         """Run `fn` in the cell's turn and return its result (blocking).
 
         Inline when the turn is free; nested when this thread holds the turn or the turn is
@@ -170,7 +184,12 @@ class Turns:
         with cell.lock:
             if cell.gone:
                 raise CellGone
-            if not cell.busy and not cell.queue and not cell.resumers and len(held) < MAX_INLINE_DEPTH:
+            if (
+                not cell.busy
+                and not cell.queue
+                and not cell.resumers
+                and len(held) < MAX_INLINE_DEPTH
+            ):
                 cell.busy = True
                 mode = 0
             elif chain is not None and cell.busy and cell.waiting_chain == chain:
@@ -189,8 +208,15 @@ class Turns:
             return self._run_nested(cell, fn, chain)
         return self._wait(cell, item, future, timeout, what)
 
-    def submit(self, cell: Cell, fn: Callable[[], Any], *, system: bool = False, priority: int = 5,
-               chain: int | None = None) -> Future[Any]:
+    def submit(
+        self,
+        cell: Cell,
+        fn: Callable[[], Any],
+        *,
+        system: bool = False,
+        priority: int = 5,
+        chain: int | None = None,
+    ) -> Future[Any]:
         """Queue `fn` for the cell's turn; the future completes with its result."""
         future: Future[Any] = Future()
         with cell.lock:
@@ -199,8 +225,14 @@ class Turns:
             self._push(cell, Item(fn, future, chain), system, priority)
         return future
 
-    def post(self, cell: Cell, fn: Callable[[], Any], *, priority: int = 5,
-             on_done: Callable[[Any, BaseException | None], None] | None = None) -> None:
+    def post(
+        self,
+        cell: Cell,
+        fn: Callable[[], Any],
+        *,
+        priority: int = 5,
+        on_done: Callable[[Any, BaseException | None], None] | None = None,
+    ) -> None:
         """Queue `fn` with nobody waiting (one-way); `on_done(result, error)` sees the outcome."""
         with cell.lock:
             if cell.gone:

@@ -15,22 +15,31 @@ class AgentInfo:
     """What the host knows about a live paglet beyond its instance."""
 
     __slots__ = (
+        "checkpoint_mode",
+        "checkpointed_at",
         "class_name",
-        "state_class_name",
+        "cls",
+        "created_at",
         "epoch",
         "home_url",
-        "created_at",
-        "checkpointed_at",
+        "meta",
         "run_error",
         "run_thread",
-        "meta",
-        "checkpoint_mode",
-        "cls",
+        "state_class_name",
     )
 
-    def __init__(self, cls: type, class_name: str, state_class_name: str, *, epoch: int = 0,
-                 home_url: str = "", created_at: float = 0.0, meta: dict[str, Any] | None = None,
-                 checkpoint_mode: str = "interval") -> None:
+    def __init__(
+        self,
+        cls: type,
+        class_name: str,
+        state_class_name: str,
+        *,
+        epoch: int = 0,
+        home_url: str = "",
+        created_at: float = 0.0,
+        meta: dict[str, Any] | None = None,
+        checkpoint_mode: str = "interval",
+    ) -> None:
         self.cls = cls
         self.class_name = class_name
         self.state_class_name = state_class_name

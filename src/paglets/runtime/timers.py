@@ -104,5 +104,7 @@ class Timers:
                 if row is not None and row.status == "inactive":
                     row.activate_at = now + delay
                     host.store.put_agent(row)
-                log.warning("timed activation of %s failed (%s); retrying in %.0fs", agent_id, exc, delay)
+                log.warning(
+                    "timed activation of %s failed (%s); retrying in %.0fs", agent_id, exc, delay
+                )
         self._next_activation = host.store.next_activation_at()

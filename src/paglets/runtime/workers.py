@@ -22,7 +22,9 @@ _STOP = object()
 
 
 class WorkerPool:
-    def __init__(self, *, name: str = "paglets-worker", max_threads: int = 4096, idle_timeout: float = 30.0) -> None:
+    def __init__(
+        self, *, name: str = "paglets-worker", max_threads: int = 4096, idle_timeout: float = 30.0
+    ) -> None:
         self._name = name
         self._max_threads = max_threads
         self._idle_timeout = idle_timeout

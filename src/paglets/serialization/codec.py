@@ -180,7 +180,7 @@ def _canonical(value: Any, tuples_as_lists: bool) -> Any:
                     out_d = dict(value)
                 out_d[key] = new
         return value if out_d is None else out_d
-    if hasattr(t, "__dataclass_fields__") and not isinstance(value, type):
+    if hasattr(t, "__dataclass_fields__"):  # an instance (a class's type is its metaclass)
         names = _field_names(t)
         changed = False
         items_d = {}
@@ -453,13 +453,30 @@ def _walk_type(tp: Any, path: str, info: _TypeInfo, seen: set[type]) -> None:
 class _StatePlan:
     """What encoding and decoding one state class needs, built once per class."""
 
-    __slots__ = ("cls", "decoder", "name", "sort_sets")
+    __slots__ = ("cls", "decoder", "field_names", "name", "set_fields")
 
-    def __init__(self, cls: type, decoder: msgspec.msgpack.Decoder, sort_sets: bool) -> None:
+    def __init__(
+        self, cls: type, decoder: msgspec.msgpack.Decoder, set_fields: tuple[str, ...]
+    ) -> None:
         self.cls = cls
         self.decoder = decoder
-        self.sort_sets = sort_sets
+        # Fields whose type can hold a set (a set type or `Any` somewhere inside): only these
+        # are walked to sort sets before encoding; all other fields go straight to msgspec.
+        self.set_fields = set_fields
+        self.field_names = _field_names(cls)
         self.name = _class_name(cls)
+
+    def canonical(self, state: Any) -> Any:
+        """`state`, or a dict of its fields with sets sorted where a set field holds one."""
+        out = None
+        for name in self.set_fields:
+            item = getattr(state, name)
+            new = _canonical(item, False)
+            if new is not item:
+                if out is None:
+                    out = {n: getattr(state, n) for n in self.field_names}
+                out[name] = new
+        return state if out is None else out
 
 
 _plans: dict[type, _StatePlan] = {}
@@ -511,11 +528,15 @@ def _build_plan(cls: Any) -> _StatePlan:
             f"State class {name}: cannot resolve its type hints ({type(exc).__name__}: {exc}); "
             "import every type a field uses at module level (not only under TYPE_CHECKING)"
         ) from exc
-    info = _TypeInfo()
+    set_fields = []
     for field in fields:
         field_path = f"state.{field.name}"
+        info = _TypeInfo()
         try:
-            _walk_type(hints.get(field.name, Any), field_path, info, {cls})
+            # A fresh `seen` per field: a field typed as `cls` itself must see cls's own sets.
+            _walk_type(hints.get(field.name, Any), field_path, info, set())
+            if info.has_sets or info.has_any:
+                set_fields.append(field.name)
         except _Unsupported as bad:
             where = "" if bad.path == field_path else f"{bad.path}: "
             raise SerializationError(
@@ -534,7 +555,7 @@ def _build_plan(cls: Any) -> _StatePlan:
                     "msgspec Structs to tell several object types apart)"
                 ) from None
         raise SerializationError(f"State class {name}: {exc}") from None
-    return _StatePlan(cls, decoder, info.has_sets or info.has_any)
+    return _StatePlan(cls, decoder, tuple(set_fields))
 
 
 def _plan(cls: Any) -> _StatePlan:
@@ -561,8 +582,8 @@ def encode_state(state: Any) -> bytes:
     if plan is None:
         plan = _plan(type(state))
     try:
-        if plan.sort_sets:
-            return _MSGPACK_ENCODER.encode(_canonical(state, False))
+        if plan.set_fields:
+            return _MSGPACK_ENCODER.encode(plan.canonical(state))
         return _MSGPACK_ENCODER.encode(state)
     except Exception as exc:
         raise _encode_error(state, exc, "state") from exc

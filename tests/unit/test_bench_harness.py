@@ -1,0 +1,70 @@
+"""The benchmark harness must not rot: a tiny quick run exits 0 and writes valid JSON.
+
+No timing is asserted (targets are checked by `python -m bench`, not by the test suite).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_quick_subset_runs_and_writes_json(tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--only", "a1,e3", "--out", str(out)],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    assert done.returncode == 0, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+    files = list(out.glob("*.json"))
+    assert len(files) == 1, files
+    record = json.loads(files[0].read_text("utf-8"))
+
+    assert record["mode"] == "quick"
+    assert record["groups"] == ["a1", "e3"]
+    assert record["errors"] == []
+    assert record["machine"]["cpu_count"] >= 1
+    assert record["machine"]["memory_total"] > 0
+    assert "commit" in record["git"]
+    keys = {r["key"] for r in record["results"]}
+    assert keys == {"a1", "e3.deactivate", "e3.activate"}
+    for result in record["results"]:
+        assert result["unit"] == "ms"
+        assert result["n"] > 0
+        assert result["median"] > 0
+        assert result["p95"] >= result["median"]
+        assert result["target"]["op"] == "<="
+        assert isinstance(result["met"], bool)
+    # The table names every figure with a verdict.
+    for key in keys:
+        assert key in done.stdout
+    assert "PASS" in done.stdout or "MISS" in done.stdout
+
+
+def test_unknown_group_is_refused_clearly(tmp_path: Path) -> None:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--only", "zz9", "--out", str(tmp_path)],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "zz9" in done.stderr and "a1" in done.stderr
+    assert not list(tmp_path.glob("*.json"))
