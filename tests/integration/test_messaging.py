@@ -106,8 +106,11 @@ def test_untyped_datetime_reply_is_an_iso_string(host: Host) -> None:
         ("bytes", bytes, b"\x00\xffpaglets"),
         ("datetime", datetime, WHEN),
         ("int", int, 42),
-        ("nested", dict[str, Any], {"points": [{"x": 3, "y": 4, "label": ""}], "color": "red",
-                                    "pair": [5, 6]}),
+        (
+            "nested",
+            dict[str, Any],
+            {"points": [{"x": 3, "y": 4, "label": ""}], "color": "red", "pair": [5, 6]},
+        ),
     ],
 )
 def test_typed_replies_convert_to_reply_type(
@@ -211,9 +214,9 @@ def test_delivered_copy_says_how_it_was_sent(host: Host) -> None:
 def test_message_sent_from_a_paglet_carries_sender_and_reply_to(host: Host) -> None:
     a, b = host.create(Echo), host.create(Echo)
     replies = a.send(Message("fanout"))
-    assert replies == [{"id": b.agent_id, "sender": a.agent_id}]
+    assert replies == [{"id": b.agent_id, "sender": a.agent_id, "reply_to": host.address}]
     # From outside any paglet there is no sending paglet.
-    assert b.send(Message("ping")) == {"id": b.agent_id, "sender": None}
+    assert b.send(Message("ping")) == {"id": b.agent_id, "sender": None, "reply_to": None}
 
 
 # -- errors -----------------------------------------------------------------------------------
@@ -411,8 +414,9 @@ def test_send_async_and_await_future_inside_asyncio_run(host: Host) -> None:
 
     async def main() -> tuple[Any, ...]:
         one = await proxies[0].send_async(Message("reply", {"what": "int"}))
-        typed = await proxies[0].send_async(Message("reply", {"what": "dataclass"}),
-                                            reply_type=Point)
+        typed = await proxies[0].send_async(
+            Message("reply", {"what": "dataclass"}), reply_type=Point
+        )
         awaited = await proxies[1].send_future(Message("reply", {"what": "tuple"}))
         many = await asyncio.gather(*(p.send_async(Message("ping")) for p in proxies))
         with pytest.raises(ValueError, match="bad input"):
@@ -613,6 +617,8 @@ def test_run_failure_is_reported_and_the_paglet_stays_usable(host: Host) -> None
 
 # -- top-level imports ------------------------------------------------------------------------
 
+# The list of api.md §20, in its order.
+# fmt: off
 SPEC_ALL = [
     "Paglet", "PagletState", "PagletContext", "state_locked", "ACTIVE", "INACTIVE", "NOT_HANDLED",
     "Message", "FutureReply", "ReplySet", "SYNCHRONOUS", "FUTURE", "ONEWAY",
@@ -623,14 +629,16 @@ SPEC_ALL = [
     "DeactivationPolicy", "DeactivationRequest", "Host", "HostClient",
     "PagletProxy", "PagletProxyRef", "TransferTicket",
     "ServiceContract", "ServiceOperation", "EmptyPayload", "ArtifactRef",
-]  # fmt: skip  (api.md §20, in its order)
+]
+# fmt: on
 NOT_YET = {"HostClient", "ServiceContract", "ServiceOperation", "EmptyPayload"}
 
 
 def _modules_after(statement: str) -> set[str]:
     code = f"import json, sys; {statement}; print(json.dumps(sorted(sys.modules)))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=60, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
     return set(json.loads(out.stdout))
 
 

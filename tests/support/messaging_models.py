@@ -132,7 +132,7 @@ class Echo(Paglet[EchoState]):
         if kind == "reply":
             return REPLIES[m.get_arg("what")]
         if kind == "ping":
-            return {"id": self.agent_id, "sender": m.sender}
+            return {"id": self.agent_id, "sender": m.sender, "reply_to": m.reply_to}
         if kind == "count":
             self.state.count += 1
             return self.state.count

@@ -359,7 +359,7 @@ class Turns:
         with cell.lock:
             cell.gone = True
             queue, cell.queue = cell.queue, None
-        for entry in queue or ():
+        for entry in sorted(queue or ()):  # in mailbox order, so re-routing keeps it
             if not entry[3].cancelled:
                 _fail_gone(entry[3])
 
