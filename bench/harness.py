@@ -26,6 +26,7 @@ __all__ = [
     "KiB",
     "MiB",
     "GiB",
+    "GcWatch",
     "MemorySnapshot",
     "Result",
     "Target",
@@ -208,6 +209,40 @@ def memory_snapshot(*, pss: bool = True) -> MemorySnapshot:
     return MemorySnapshot(
         rss=proc.memory_info().rss, pss=pss_bytes, available=psutil.virtual_memory().available
     )
+
+
+class GcWatch:
+    """Counts full (generation 2) collections and the time they take while active.
+
+    With hundreds of thousands of live paglets a full collection walks every one of them;
+    this tells how much of a figure that is.
+    """
+
+    __slots__ = ("_started", "collections", "seconds")
+
+    def __init__(self) -> None:
+        self.collections = 0
+        self.seconds = 0.0
+        self._started = 0.0
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if info.get("generation") != 2:
+            return
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.collections += 1
+            self.seconds += time.perf_counter() - self._started
+
+    def __enter__(self) -> GcWatch:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"gen2_collections": self.collections, "gen2_seconds": self.seconds}
 
 
 # -- the machine -----------------------------------------------------------------------

@@ -27,6 +27,7 @@ from paglets.persistence.store import AgentRow
 from paglets.serialization import codec
 
 from .harness import (
+    GcWatch,
     GiB,
     KiB,
     MiB,
@@ -315,12 +316,13 @@ def bench_f2(quick: bool) -> list[Result]:
         before = memory_snapshot()
         step = max(1, n // 1000)
         sample: list[Any] = []
-        t0 = time.perf_counter()
-        for i in range(n):
-            proxy = host.create(Small, small_state(i))
-            if i % step == 0:
-                sample.append(proxy)
-        create_s = time.perf_counter() - t0
+        with GcWatch() as gcw:
+            t0 = time.perf_counter()
+            for i in range(n):
+                proxy = host.create(Small, small_state(i))
+                if i % step == 0:
+                    sample.append(proxy)
+            create_s = time.perf_counter() - t0
         after = memory_snapshot()
         active = host.health()["active_count"]
         progress(f"f2: {active:,} active, RSS +{(after.rss - before.rss) / MiB:.0f} MiB; RTT again")
@@ -351,6 +353,7 @@ def bench_f2(quick: bool) -> list[Result]:
                 "create_seconds": create_s,
                 "creates_per_second": n / create_s,
                 "stop_seconds": stop_s,
+                **gcw.to_json(),
             },
         ),
         Result(
@@ -570,19 +573,26 @@ def bench_f3(quick: bool) -> list[Result]:
 
 
 def bench_f4(quick: bool) -> list[Result]:
+    """Rounds on one host, so the paglets of earlier rounds stay live: the rate a loop that
+    keeps creating sees, including whatever grows with the number already there."""
     sizes = QUICK if quick else FULL
     per_round = sizes.f4_per_round
     rates: list[float] = []
+    live: list[int] = []
+    gc_share: list[float] = []
     with bench_host("bench-f4") as host:
         for round_no in range(sizes.f4_rounds + 1):  # round 0 warms up
             states = [small_state(i) for i in range(per_round)]
             create = host.create
-            t0 = time.perf_counter()
-            for state in states:
-                create(Small, state)
-            elapsed = time.perf_counter() - t0
+            with GcWatch() as gcw:
+                t0 = time.perf_counter()
+                for state in states:
+                    create(Small, state)
+                elapsed = time.perf_counter() - t0
             if round_no:
                 rates.append(per_round / elapsed)
+                live.append(len(host.registry.live))
+                gc_share.append(gcw.seconds / elapsed)
     median, _ = summarize(rates)
     return [
         Result(
@@ -594,7 +604,12 @@ def bench_f4(quick: bool) -> list[Result]:
             None,
             len(rates),
             at_least(20_000),
-            {"rates": rates, "worst": min(rates)},
+            {
+                "rates": rates,
+                "worst": min(rates),
+                "live_after_round": live,
+                "gen2_gc_share_per_round": gc_share,
+            },
         ),
     ]
 

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -160,6 +161,40 @@ def test_timed_activation_without_any_message(host: Host) -> None:
 
     assert hooks(proxy.agent_id)[-2:] == ["__init__", "on_activation:activate"]
     assert proxy.get_state().count == 9
+
+
+def test_failed_timed_activation_emits_activation_failed_and_retries(host: Host) -> None:
+    proxy = host.create(Recorder)
+    agent_id = proxy.agent_id
+    FAIL.add((agent_id, "on_activation"))
+    proxy.deactivate(policy=DeactivationPolicy.after(0.2))
+
+    wait_until(
+        lambda: any(
+            e.kind == "activation-failed" and e.agent_id == agent_id
+            for e in host.list_events(limit=10_000)
+        ),
+        timeout=15,
+    )
+    assert not proxy.is_active()
+
+    FAIL.clear()  # the retry (after a back-off of at least 1 s) succeeds
+    wait_until(proxy.is_active, timeout=15)
+
+
+def test_concurrent_triggers_give_one_activation(host: Host) -> None:
+    proxy = host.create(Recorder)
+    agent_id = proxy.agent_id
+    proxy.deactivate()
+    before = hooks(agent_id).count("on_activation:activate")
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        replies = list(pool.map(lambda _: proxy.send(Message("add")), range(16)))
+        pool.submit(proxy.activate).result()
+
+    assert sorted(replies) == list(range(1, 17))
+    assert hooks(agent_id).count("on_activation:activate") == before + 1
+    assert hooks(agent_id).count("__init__") == 2
 
 
 def test_activate_on_startup_brings_the_paglet_back_at_start(

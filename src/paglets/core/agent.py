@@ -106,6 +106,15 @@ class Paglet(Generic[StateT]):
             )
         return state_cls
 
+    @classmethod
+    def migrate_state(cls, payload: dict[str, Any], from_version: int) -> dict[str, Any]:
+        """Upgrade a stored state written by `STATE_VERSION` `from_version` (default: as is).
+
+        Unknown fields are ignored and missing ones take their defaults anyway; override
+        this for renames and changed meanings.
+        """
+        return payload
+
     @staticmethod
     def not_handled() -> Any:
         return NOT_HANDLED

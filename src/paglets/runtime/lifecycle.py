@@ -295,11 +295,7 @@ class Lifecycle:
             import msgspec
 
             payload = msgspec.msgpack.decode(row.state)
-            migrated = (
-                spec.cls.migrate_state(payload, row.state_version)
-                if hasattr(spec.cls, "migrate_state")
-                else payload
-            )
+            migrated = spec.cls.migrate_state(payload, row.state_version)
             return codec.dataclass_from_wire(spec.state_cls, migrated)
         return codec.decode_state(spec.state_cls, row.state)
 
