@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from paglets.core.agent import Paglet
-from paglets.core.errors import HostError, SerializationError
+from paglets.core.errors import ForbiddenError, HostError, SerializationError
 from paglets.core.runtime_values import CheckpointMode, Isolation, enum_from_wire
 from paglets.serialization import codec
 
@@ -50,9 +50,15 @@ class ClassSpecs:
         if spec is not None:
             return spec
         if isinstance(agent_cls, str):
-            if "<locals>" in agent_cls or agent_cls.startswith("__main__:"):
+            if agent_cls.startswith("__main__:"):
+                raise ForbiddenError(
+                    f"cannot load {agent_cls}: classes from __main__ are never imported by name (no "
+                    "other process can import them); define it at top level of an importable module",
+                    code="module-not-allowed",
+                )
+            if "<locals>" in agent_cls:
                 raise SerializationError(
-                    f"cannot load {agent_cls}: it was defined in __main__ or inside a function, so no "
+                    f"cannot load {agent_cls}: it was defined inside a function, so no "
                     "other process can import it; define it at top level of an importable module",
                     code="not-a-paglet",
                 )
