@@ -76,7 +76,7 @@ QUICK = Sizes(
     e1_n=300,
     e3_pool=20, e3_rounds=10,
     f1_n=5000,
-    f2_n=20_000, f2_rtt_n=1000, f2_idle_s=1.0,
+    f2_n=20_000, f2_rtt_n=1000, f2_idle_s=0.5,
     f3_records=100_000, f3_starts=21, f3_wakes=20,
     f4_per_round=5000, f4_rounds=3,
 )  # fmt: skip

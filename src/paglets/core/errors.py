@@ -25,6 +25,7 @@ __all__ = [
     "PagletCrashedError",
     "PagletError",
     "PagletInactiveError",
+    "PagletMovedError",
     "PagletTimeoutError",
     "RemoteHandlerError",
     "RemoteHostError",
@@ -166,6 +167,18 @@ class StorageQuotaError(PagletError):
     """A write would exceed the storage quota."""
 
 
+class PagletMovedError(PagletError):
+    """Internal: the paglet left this host; `moved` says where to (network.md §1.6).
+
+    The HTTP layer answers it with `307` and a `moved` block; clients follow it themselves.
+    Never raised to user code.
+    """
+
+    def __init__(self, message: str = "", *, moved: dict[str, Any] | None = None) -> None:
+        super().__init__(message, code="moved")
+        self.moved: dict[str, Any] = moved or {}
+
+
 class InvalidAgentIdError(PagletError, ValueError):
     """An agent id does not match `^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$` or contains `..`."""
 
@@ -210,11 +223,13 @@ for _cls in (
     ResourceCleanupError,
     StorageQuotaError,
     InvalidAgentIdError,
+    PagletMovedError,
 ):
     register_error_type(_cls)
 
 
 _STATUS: list[tuple[type[BaseException], int]] = [
+    (PagletMovedError, 307),
     (AuthenticationError, 401),
     (ForbiddenError, 403),
     (InvalidAgentError, 404),

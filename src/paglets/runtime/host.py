@@ -4,6 +4,7 @@ delivery, checkpoints, timers and the store."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
@@ -206,6 +207,8 @@ class Host:
         self._socket: socket.socket | None = None
         self._stopped_event = threading.Event()
         self._start_lock = threading.Lock()
+        self.http: Any = None
+        self._artifacts: Any = None
 
     # -- start and stop ------------------------------------------------------------------
 
@@ -231,6 +234,7 @@ class Host:
             )
             self._loop_thread.start()
             ready.wait(10)
+            self._start_server()
             local_hosts.register(self.address, self)
             self._state = "running"
         self.events.emit(
@@ -302,8 +306,22 @@ class Host:
             self._state = "stopping"
         return True
 
+    def _start_server(self) -> None:
+        """Serve the HTTP API (and the peer WebSocket) on the socket reserved by `_bind`."""
+        from paglets.runtime.http_api import HttpServer
+
+        assert self._loop is not None and self._socket is not None
+        self.http = HttpServer(self)
+        asyncio.run_coroutine_threadsafe(self.http.start(self._socket), self._loop).result(10)
+
+    def _stop_server(self) -> None:
+        if self.http is not None and self._loop is not None:
+            with contextlib.suppress(Exception):
+                asyncio.run_coroutine_threadsafe(self.http.stop(), self._loop).result(5)
+
     def _finish_stop(self) -> None:
         self.timers.stop()
+        self._stop_server()
         self.checkpoints.flush()
         self.events.emit("context-shutdown")
         local_hosts.unregister(self.address, self)
@@ -321,6 +339,22 @@ class Host:
         self.store.close()
         self._state = "stopped"
         self._stopped_event.set()
+
+    @property
+    def artifacts(self) -> Any:
+        """The host's `ArtifactStore` (created on first use)."""
+        store = self._artifacts
+        if store is None:
+            from paglets.artifacts import ArtifactStore
+
+            max_bytes, quota, ttl = self.artifact_limits
+            store = self._artifacts = ArtifactStore(
+                self.persistence_dir / "artifacts",
+                max_artifact_bytes=max_bytes,
+                quota_bytes=quota,
+                spool_ttl_seconds=ttl,
+            )
+        return store
 
     @property
     def stopped(self) -> bool:
