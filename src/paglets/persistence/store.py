@@ -298,7 +298,7 @@ class Store:
                 )
             conn.execute(f"PRAGMA synchronous={synchronous}")
             conn.execute("PRAGMA temp_store=MEMORY")
-            conn.execute("PRAGMA cache_size=-16384")  # 16 MiB of page cache
+            conn.execute("PRAGMA cache_size=-65536")  # 64 MiB of page cache
             conn.execute("PRAGMA busy_timeout=10000")
             self._migrate(conn)
         except BaseException:
@@ -307,7 +307,8 @@ class Store:
         self._conn = conn
         self._lock = threading.RLock()
         self._depth = 0  # nesting of transaction(); > 0 means a BEGIN is open
-        self._deferred = False  # a group-commit batch is open (see put_agent(defer_commit=True))
+        self._deferred = False  # a group-commit transaction is open
+        self._pending: dict[str, tuple[Any, ...]] = {}  # deferred upserts not yet sent to SQLite
         self._closed = False
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
@@ -328,6 +329,7 @@ class Store:
             if self._closed:
                 return
             self._closed = True
+            self._sync_pending()
             if self._deferred:
                 self._conn.execute("COMMIT")
                 self._deferred = False
@@ -359,6 +361,7 @@ class Store:
                     self._depth -= 1
                 return
             conn = self._conn
+            self._sync_pending()
             if self._deferred:  # make the open batch durable first, whatever happens next
                 conn.execute("COMMIT")
                 self._deferred = False
@@ -389,24 +392,35 @@ class Store:
         commits: one WAL commit for many creates instead of one each.
         """
         params = _agent_params(row)
-        with self._lock:
-            if defer_commit and not self._depth:
-                if not self._deferred:
-                    self._conn.execute("BEGIN")
-                    self._deferred = True
-                self._conn.execute(_UPSERT_AGENT, params)
-                return
+        if defer_commit:
+            with self._lock:
+                self._pending[row.agent_id] = params
+            return
         with self.transaction():
             self._conn.execute(_UPSERT_AGENT, params)
 
+    def _sync_pending(self) -> None:
+        """Send deferred upserts to SQLite (inside the open group-commit transaction), so
+        every read and write after this sees them in order. Called with the lock held."""
+        if not self._pending:
+            return
+        if not self._depth and not self._deferred:
+            self._conn.execute("BEGIN")
+            self._deferred = True
+        self._conn.executemany(_UPSERT_AGENT, list(self._pending.values()))
+        self._pending.clear()
+
     @property
     def pending_commit(self) -> bool:
-        return self._deferred
+        return self._deferred or bool(self._pending)
 
     def commit(self) -> None:
         """Make the open group-commit batch durable (no-op without one)."""
         with self._lock:
-            if self._deferred and not self._depth:
+            if self._depth:
+                return
+            self._sync_pending()
+            if self._deferred:
                 self._conn.execute("COMMIT")
                 self._deferred = False
 
@@ -433,11 +447,13 @@ class Store:
 
     def get_agent(self, agent_id: str) -> AgentRow | None:
         with self._lock:
+            self._sync_pending()
             r = self._conn.execute(_SELECT_AGENT, (agent_id,)).fetchone()
         return None if r is None else _agent_from(r)
 
     def has_agent(self, agent_id: str) -> bool:
         with self._lock:
+            self._sync_pending()
             return self._conn.execute(_HAS_AGENT, (agent_id,)).fetchone() is not None
 
     def delete_agent(self, agent_id: str) -> bool:
@@ -462,11 +478,13 @@ class Store:
         page = -1 if limit is None else limit
         params: tuple[Any, ...] = (page, offset) if status is None else (status, page, offset)
         with self._lock:
+            self._sync_pending()
             rows = self._conn.execute(sql, params).fetchall()
         return [_agent_from(r) for r in rows]
 
     def count_agents(self, status: str | None = None) -> int:
         with self._lock:
+            self._sync_pending()
             if status is None:
                 return self._conn.execute(_COUNT_ALL).fetchone()[0]
             r = self._conn.execute(_COUNT_STATUS, (status,)).fetchone()
@@ -474,23 +492,27 @@ class Store:
 
     def agent_ids(self, status: str) -> list[str]:
         with self._lock:
+            self._sync_pending()
             rows = self._conn.execute(_AGENT_IDS, (status,)).fetchall()
         return [r[0] for r in rows]
 
     def startup_agent_ids(self) -> list[str]:
         """Inactive paglets whose policy says to wake at host start, oldest first."""
         with self._lock:
+            self._sync_pending()
             rows = self._conn.execute(_STARTUP_IDS).fetchall()
         return [r[0] for r in rows]
 
     def due_activations(self, until: float, limit: int = 1000) -> list[tuple[str, float]]:
         """Inactive paglets whose timer is at or before `until`, soonest first."""
         with self._lock:
+            self._sync_pending()
             rows = self._conn.execute(_DUE_ACTIVATIONS, (until, limit)).fetchall()
         return [(r[0], r[1]) for r in rows]
 
     def next_activation_at(self) -> float | None:
         with self._lock:
+            self._sync_pending()
             r = self._conn.execute(_NEXT_ACTIVATION).fetchone()
         return None if r is None else r[0]
 
