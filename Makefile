@@ -15,8 +15,8 @@ demo: sync
 test: sync
 	$(UV) run ruff check src tests bench
 	$(UV) run ruff format --check src tests bench
+	$(UV) run python -m bench --quick --out bench/results
 	$(UV) run pytest -m "not slow" -q
-	$(UV) run python -m bench --quick
 
 test-slow: sync
 	$(UV) run pytest -m slow -q
