@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -455,6 +455,27 @@ class Store:
         with self._lock:
             self._sync_pending()
             return self._conn.execute(_HAS_AGENT, (agent_id,)).fetchone() is not None
+
+    # -- extension tables (modules beside this one keep their own tables here) ----------
+
+    def ensure_schema(self, script: str) -> None:
+        """Run idempotent DDL (`CREATE TABLE IF NOT EXISTS ...`) for a module's own tables."""
+        with self._lock:
+            self._sync_pending()
+            if self._deferred:
+                self._conn.execute("COMMIT")
+                self._deferred = False
+            self._conn.executescript(script)
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """One write; joins the caller's `transaction()` or commits itself. Returns rowcount."""
+        with self.transaction():
+            return self._conn.execute(sql, params).rowcount
+
+    def query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            self._sync_pending()
+            return self._conn.execute(sql, params).fetchall()
 
     def delete_agent(self, agent_id: str) -> bool:
         """Delete the row and its queued messages; True if the row existed."""

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from paglets.core.errors import (
-    InvalidAgentError,
     NotHandledError,
     PagletCrashedError,
     PagletInactiveError,
+    PagletMovedError,
     SerializationError,
     as_caller_error,
 )
@@ -38,7 +38,7 @@ from paglets.core.messages import (
     ReplySet,
 )
 from paglets.persistence.policy import DeactivationPolicy, DeactivationRequest
-from paglets.runtime import mailbox
+from paglets.runtime import local_hosts, mailbox
 from paglets.runtime.mailbox import Cell, CellGone
 from paglets.serialization import codec
 
@@ -49,6 +49,7 @@ log = logging.getLogger("paglets.delivery")
 
 __all__ = ["Delivery"]
 
+MAX_HOPS = 8  # forwarding pointers followed at most (network.md §1.6)
 DEDUP_SECONDS = 600.0  # a target remembers delivery ids at least this long (api.md §2.5)
 
 
@@ -93,12 +94,67 @@ class Delivery:
         timeout: float | None = None,
         reply_type: Any = None,
         sender: str | None = None,
+        follow: bool = True,
+        hops: int = 0,
     ) -> Any:
+        """Deliver `message`; with `follow`, a paglet that moved away is followed to its new
+        host (in-process callers); without, `PagletMovedError` is raised (the HTTP layer
+        turns it into `307`)."""
         host = self.host
         host._check_blocking_allowed("send", "send_async")
         validate_agent_id(agent_id)
         timeout = host.default_timeout if timeout is None else timeout
         delivered = self._delivered_copy(message, ONEWAY if oneway else SYNCHRONOUS, sender)
+        try:
+            return self._send_here(
+                agent_id,
+                message,
+                delivered,
+                oneway,
+                activate_if_inactive,
+                no_delay,
+                timeout,
+                reply_type,
+            )
+        except PagletMovedError as moved:
+            if not follow or hops >= MAX_HOPS:
+                raise
+            url = str(moved.moved.get("host_url", ""))
+        other = local_hosts.lookup(url)
+        if other is not None and other is not host:
+            return other.delivery.send(
+                agent_id,
+                message,
+                oneway=oneway,
+                activate_if_inactive=activate_if_inactive,
+                no_delay=no_delay,
+                timeout=timeout,
+                reply_type=reply_type,
+                sender=sender,
+                hops=hops + 1,
+            )
+        return host.peer_client.send_message(
+            url,
+            agent_id,
+            message,
+            oneway=oneway,
+            activate_if_inactive=activate_if_inactive,
+            no_delay=no_delay,
+            timeout=timeout,
+            reply_type=reply_type,
+        )
+
+    def _send_here(
+        self,
+        agent_id: str,
+        message: Message,
+        delivered: Message,
+        oneway: bool,
+        activate_if_inactive: bool,
+        no_delay: bool,
+        timeout: float,
+        reply_type: Any,
+    ) -> Any:
         if delivered.kind in RESERVED_KINDS:
             return self._reserved(agent_id, delivered, timeout)
         explicit = message.explicit_message_id()
@@ -294,9 +350,7 @@ class Delivery:
         if row is None:
             if agent_id in host.registry.live:
                 return host.registry.live[agent_id]
-            raise InvalidAgentError(
-                f"no paglet {agent_id!r} on host {host.name!r}", code="agent-not-found"
-            )
+            raise host.missing(agent_id)
         if row.status == "crashed":
             raise PagletCrashedError(
                 f"paglet {agent_id!r} on host {host.name!r} crashed; dispose or activate it"

@@ -13,13 +13,20 @@ import socket
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 from paglets.core.agent import ACTIVE, INACTIVE, Paglet, PagletContext
 from paglets.core.context_events import ContextEvent, ContextEventLog
-from paglets.core.errors import HostError, InvalidAgentError, TransferError
+from paglets.core.errors import (
+    HostError,
+    InvalidAgentError,
+    PagletError,
+    PagletMovedError,
+    TransferError,
+)
 from paglets.core.ids import validate_agent_id
 from paglets.core.messages import FutureReply, Message, ReplySet
 from paglets.core.runtime_values import ServiceScope
@@ -37,6 +44,7 @@ from paglets.runtime.lifecycle import Lifecycle
 from paglets.runtime.mailbox import Cell, Turns
 from paglets.runtime.registry import Registry
 from paglets.runtime.timers import Timers
+from paglets.runtime.transfers import Transfers
 from paglets.runtime.views import Views
 from paglets.runtime.waiting import Waiting
 from paglets.runtime.workers import WorkerPool
@@ -198,6 +206,7 @@ class Host:
         self.work_root = self.files.work_root
         self.lifecycle = Lifecycle(self)
         self.delivery = Delivery(self)
+        self.transfers = Transfers(self)
         self.waiting = Waiting(self.turns)
         self.views = Views(self)
         self._properties: dict[str, Any] = {}
@@ -209,6 +218,7 @@ class Host:
         self._start_lock = threading.Lock()
         self.http: Any = None
         self._artifacts: Any = None
+        self._host_id: str | None = None
 
     # -- start and stop ------------------------------------------------------------------
 
@@ -240,6 +250,7 @@ class Host:
         self.events.emit(
             "context-start", data={"address": self.address, "code_version": self.mesh_version}
         )
+        self.transfers.recover()
         self.lifecycle.recover_all()
         self.timers.start(self._loop)
         return self
@@ -341,6 +352,28 @@ class Host:
         self._stopped_event.set()
 
     @property
+    def host_id(self) -> str:
+        """32 hex, made at first start and kept for the life of the persistence dir."""
+        host_id = self._host_id
+        if host_id is None:
+            host_id = self.store.get_meta("host_id")
+            if host_id is None:
+                host_id = uuid.uuid4().hex
+                self.store.set_meta("host_id", host_id)
+            self._host_id = host_id
+        return host_id
+
+    @property
+    def peer_client(self) -> Any:
+        """The client this host uses to reach other hosts (it carries the mesh key)."""
+        client = self.client
+        if client is None:
+            from paglets.remote.client import HostClient
+
+            client = self.client = HostClient(api_key=self.api_key)
+        return client
+
+    @property
     def artifacts(self) -> Any:
         """The host's `ArtifactStore` (created on first use)."""
         store = self._artifacts
@@ -411,6 +444,17 @@ class Host:
             code="preflight",
         )
 
+    def missing(self, agent_id: str) -> PagletError:
+        """The error for an id with no paglet here: moved (a forwarding pointer) or unknown."""
+        pointer = self.transfers.log.pointer(agent_id)
+        if pointer is not None:
+            return PagletMovedError(
+                f"paglet {agent_id!r} moved to {pointer.url}", moved=pointer.moved()
+            )
+        return InvalidAgentError(
+            f"no paglet {agent_id!r} on host {self.name!r}", code="agent-not-found"
+        )
+
     def _cell_of(self, agent_id: str) -> Cell:
         validate_agent_id(agent_id)
         cell = self.registry.live.get(agent_id)
@@ -419,9 +463,7 @@ class Host:
                 raise InvalidAgentError(
                     f"paglet {agent_id!r} on host {self.name!r} is not active; activate it first"
                 )
-            raise InvalidAgentError(
-                f"no paglet {agent_id!r} on host {self.name!r}", code="agent-not-found"
-            )
+            raise self.missing(agent_id)
         return cell
 
     def get_proxy(self, agent_id: str, *, include_inactive: bool = False) -> PagletProxy | None:
@@ -506,25 +548,16 @@ class Host:
     def retract(
         self, remote_host_url: str, agent_id: str, *, target: str | None = None
     ) -> PagletProxy:
-        if self.is_local_url(remote_host_url) and self._is_local_target(target):
-            return self.lifecycle.move_here(agent_id, reason="retract")
-        source = local_hosts.lookup(remote_host_url)
-        if source is not None and source is not self:
-            return source._remote_move("retract", agent_id, target or self.address)
-        raise TransferError(
-            f"cannot retract from {remote_host_url}: moves between hosts need the network layer",
-            stage="preflight",
-            code="preflight",
-        )
+        """Pull a paglet from `remote_host_url` here (or to `target`)."""
+        destination = target or self.address
+        if self.is_local_url(remote_host_url):
+            if self._is_local_target(destination):
+                return self.lifecycle.move_here(agent_id, reason="retract")
+            return self.transfers.move(agent_id, destination, "retract")
+        return self.peer_client.retract(remote_host_url, agent_id, destination)
 
     def _remote_move(self, kind: str, agent_id: str, target: Any) -> PagletProxy:
-        destination = TransferTicket.from_target(target).destination
-        raise TransferError(
-            f"cannot {kind} paglet {agent_id!r} to {destination}: it is not this host and no mesh member "
-            "answers at that address",
-            stage="preflight",
-            code="preflight",
-        )
+        return self.transfers.move(agent_id, target, kind)
 
     # -- messages ------------------------------------------------------------------------
 

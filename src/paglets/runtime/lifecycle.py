@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 from paglets.core.errors import (
     DuplicateAgentError,
     HostError,
-    InvalidAgentError,
     PagletCrashedError,
     PagletError,
     SerializationError,
@@ -244,9 +243,7 @@ class Lifecycle:
         host = self.host
         row = host.store.get_agent(agent_id)
         if row is None:
-            raise InvalidAgentError(
-                f"no paglet {agent_id!r} on host {host.name!r}", code="agent-not-found"
-            )
+            raise host.missing(agent_id)
         if row.status == "crashed":
             raise PagletCrashedError(f"paglet {agent_id!r} crashed; dispose it or restart it")
         spec = host.classes.get(row.class_name)
@@ -374,9 +371,7 @@ class Lifecycle:
     def _already_inactive(self, agent_id: str) -> PagletProxy:
         if self.host.store.has_agent(agent_id):
             return self.host.proxy(agent_id)
-        raise InvalidAgentError(
-            f"no paglet {agent_id!r} on host {self.host.name!r}", code="agent-not-found"
-        )
+        raise self.host.missing(agent_id)
 
     def _leave(self, cell: Cell) -> None:
         """The paglet stops being live here (after its state was stored)."""
@@ -403,9 +398,7 @@ class Lifecycle:
             cell = host.registry.get(agent_id)
             if cell is None:
                 if not host.store.delete_agent(agent_id):
-                    raise InvalidAgentError(
-                        f"no paglet {agent_id!r} on host {host.name!r}", code="agent-not-found"
-                    )
+                    raise host.missing(agent_id)
                 self._remove_files(agent_id)
                 host.events.emit("dispose", agent_id=agent_id)
                 return

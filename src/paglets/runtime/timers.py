@@ -27,6 +27,7 @@ class Timers:
         self._next_activation: float | None = None
         self._next_checkpoint = 0.0
         self._busy = False
+        self._transfers_busy = False
         self._backoff: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
 
@@ -65,6 +66,9 @@ class Timers:
                 continue
             if self.host.store.pending_commit:
                 self._submit(self.host.store.commit)
+            if not self._transfers_busy and time.time() >= self.host.transfers.next_tick:
+                self._transfers_busy = True
+                self._submit(self._transfer_work)
             due_checkpoint = time.monotonic() >= self._next_checkpoint
             next_activation = self._next_activation
             due_activation = next_activation is not None and time.time() >= next_activation
@@ -77,6 +81,14 @@ class Timers:
             self.host.pool.submit(fn, *args)
         except RuntimeError:  # pool closed: the host is stopping
             self._busy = False
+
+    def _transfer_work(self) -> None:
+        try:
+            self.host.transfers.tick()
+        except Exception:
+            log.exception("transfer timer failed")
+        finally:
+            self._transfers_busy = False
 
     def _work(self, checkpoint: bool, activation: bool) -> None:
         try:

@@ -33,9 +33,7 @@ class Views:
         else:
             row = self.host.store.get_agent(agent_id)
             if row is None:
-                raise InvalidAgentError(
-                    f"no paglet {agent_id!r} on host {self.host.name!r}", code="agent-not-found"
-                )
+                raise self.host.missing(agent_id)
             spec = self.host.classes.get(row.class_name)
             own_cls = spec.state_cls
             data = row.state
@@ -81,9 +79,7 @@ class Views:
             }
         row = self.host.store.get_agent(agent_id)
         if row is None:
-            raise InvalidAgentError(
-                f"no paglet {agent_id!r} on host {self.host.name!r}", code="agent-not-found"
-            )
+            raise self.host.missing(agent_id)
         return {
             "agent_id": agent_id,
             "class_name": row.class_name,
