@@ -350,6 +350,12 @@ class Delivery:
         if row is None:
             if agent_id in host.registry.live:
                 return host.registry.live[agent_id]
+            if agent_id in host.registry.reserved and host.transfers.wait_arrival(
+                agent_id, host.default_timeout
+            ):
+                cell = host.registry.live.get(agent_id)
+                if cell is not None:  # a prepared arrival went live: deliver to it
+                    return cell
             raise host.missing(agent_id)
         if row.status == "crashed":
             raise PagletCrashedError(

@@ -188,7 +188,7 @@ class Lifecycle:
                 )
             registry.reserved.add(agent_id)
         try:
-            info = self._info(spec, home_url=host.address, created_at=time.time())
+            info = self._info(spec, epoch=1, home_url=host.address, created_at=time.time())
             cell = self._incarnate(spec, state_obj, agent_id, info)
             event = CreationEvent(init=init_value, **self._event_base(agent_id))
             self._run_hook(cell, cell.paglet.on_creation, event)

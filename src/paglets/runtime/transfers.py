@@ -139,6 +139,7 @@ class Transfers:
         self._last_proposed: dict[str, int] = {}
         self._peers: dict[str, tuple[float, dict[str, Any]]] = {}
         self._lock = threading.Lock()
+        self._arrivals = threading.Condition()  # notified when a prepared arrival ends
         self.next_tick = 0.0  # when the timers should call tick() next
 
     # ==== source side =======================================================================
@@ -339,9 +340,11 @@ class Transfers:
                     )
                 )
         fault("source-after-committed")
+        # COMMIT before leaving: P's turn is still held here, so nothing runs on this copy,
+        # and messages waiting for it are re-routed to a target that is already live.
+        acknowledged = self._send_commit(self.log.get(tid, "source") or record, until=deadline)
         if not clone:
             host.lifecycle._leave(cell)
-        acknowledged = self._send_commit(self.log.get(tid, "source") or record, until=deadline)
         host.events.emit(
             kind,
             agent_id=agent_id,
@@ -701,6 +704,17 @@ class Transfers:
         host.lifecycle._remove_files(cell.agent_id)
         with host.registry.lock:
             host.registry.reserved.discard(cell.agent_id)
+        self._arrival_ended()
+
+    def _arrival_ended(self) -> None:
+        with self._arrivals:
+            self._arrivals.notify_all()
+
+    def wait_arrival(self, agent_id: str, timeout: float) -> bool:
+        """Wait while `agent_id` is a prepared arrival here (messages to it wait for COMMIT)."""
+        registry = self.host.registry
+        with self._arrivals:
+            return self._arrivals.wait_for(lambda: agent_id not in registry.reserved, timeout)
 
     def commit(self, tid: str, body: bytes) -> dict[str, Any]:
         _check_tid(tid)
@@ -801,6 +815,7 @@ class Transfers:
         else:
             with self.host.registry.lock:
                 self.host.registry.reserved.discard(record.agent_id)
+            self._arrival_ended()
         self.log.set_status(record.transfer_id, "ABORTED")
         self.host.events.emit(
             "arrival-aborted", agent_id=record.agent_id, data={"transfer_id": record.transfer_id}
