@@ -456,7 +456,11 @@ class Lifecycle:
             state_bytes = self._encode(cell)
             spec = host.classes.get(type(source))
             info = self._info(
-                spec, home_url=host.address, created_at=time.time(), meta={"clone_of": agent_id}
+                spec,
+                epoch=1,
+                home_url=host.address,
+                created_at=time.time(),
+                meta={"clone_of": agent_id},
             )
             with host.registry.lock:
                 host.registry.reserved.add(clone_id)
