@@ -49,3 +49,13 @@ def host(make_host: Callable[..., Host]) -> Host:
 
 
 os.environ.setdefault("PAGLETS_MESH_VERSION", "test")
+
+
+@pytest.fixture
+def host_process(tmp_path: Path) -> Iterator[Callable[..., object]]:
+    """Start real `paglets host` processes (tests/support/processes.py): `host_process("alpha")`
+    returns a started `HostProcess`; all are killed by PID at the end of the test."""
+    from support.processes import host_processes
+
+    with host_processes(tmp_path) as factory:
+        yield factory

@@ -1,16 +1,42 @@
-"""Artifact references and registered-file references (value types).
+"""Artifact references and registered-file references (value types), and the store.
 
-The artifact store and its routes come with the network layer; these are the shapes that
-paglet state and messages carry.
+`ArtifactRef` and `PagletFileRef` are the shapes that paglet state and messages carry.
+`ArtifactStore` (the host-owned bytes, `paglets.artifact_store`) is importable from here but
+loaded only on first use, so carrying a ref never imports SQLite or the store.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["ArtifactRef", "PagletFileRef"]
+if TYPE_CHECKING:
+    from paglets.artifact_store import ArtifactStore
+
+__all__ = ["ArtifactRef", "ArtifactStore", "PagletFileRef", "safe_file_name"]
+
+_UNSAFE = re.compile(r"[\x00-\x1f<>:\"|?*]")
+
+
+def safe_file_name(name: str, fallback: str = "artifact") -> str:
+    """A file name made from an artifact's or registered file's `name`: the last path
+    component only, without control or reserved characters, never empty, `.` or `..`.
+    Remote names are labels, so they are only ever used through this."""
+    base = re.split(r"[/\\]", name or "")[-1]
+    base = _UNSAFE.sub("_", base).strip().rstrip(".")
+    if base in ("", ".", ".."):
+        base = fallback
+    return base[:255]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "ArtifactStore":
+        from paglets.artifact_store import ArtifactStore
+
+        return ArtifactStore
+    raise AttributeError(f"module 'paglets.artifacts' has no attribute {name!r}")
 
 
 def _from_wire(cls: type, payload: dict[str, Any]) -> Any:

@@ -1,20 +1,28 @@
 """`PagletProxy`: how user code talks to a paglet, wherever it lives.
 
-A proxy names `(host_url, agent_id)`. When the host runs in this process the proxy calls
-it directly; otherwise it goes through a `HostClient`.
+A proxy names `(host_url, agent_id)`. Routing, in this order:
+
+1. the in-process `Host` it was made by (`_host`, set by `Host.proxy`), while running;
+2. a host running in this process whose URL is `host_url` (architecture §8: no HTTP, no
+   encoding), unless the proxy's client was built with `HostClient(in_process=False)`;
+3. its client (`HostClient.default()` when it has none), over the network, following the
+   paglet if it moved.
+
+The first two paths are the in-process runtime's own calls; only the third encodes.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from paglets.core.errors import PagletError, RemoteHostError
+from paglets.core.errors import PagletError
 from paglets.core.messages import FutureReply, Message
 from paglets.remote.references import PagletProxyRef
-from paglets.runtime import local_hosts
+from paglets.runtime import local_hosts, mailbox
 
 if TYPE_CHECKING:
     from paglets.persistence import DeactivationPolicy
+    from paglets.remote.client import HostClient
     from paglets.remote.transfer import TransferTicket
     from paglets.runtime.host import Host
 
@@ -78,22 +86,27 @@ class PagletProxy:
 
     # -- routing -----------------------------------------------------------------------
 
-    def _target(self) -> Host:
+    def _local(self) -> Host | None:
+        """The in-process host serving this proxy, or None (then the client is used)."""
         host = self._host
         if host is not None and not host.stopped:
             return host
-        host = local_hosts.lookup(self.host_url)
-        if host is not None:
-            return host
-        raise RemoteHostError(
-            f"could not reach {self.host_url}: no host with that URL runs in this process, "
-            "and remote hosts need the HTTP client (not available in this build)"
-        )
+        client = self.client
+        if client is not None and not getattr(client, "in_process", True):
+            return None
+        return local_hosts.lookup(self.host_url)
+
+    def _remote(self) -> HostClient:
+        client = self.client
+        return _default_client() if client is None else client
 
     # -- queries -----------------------------------------------------------------------
 
     def info(self) -> dict[str, Any]:
-        return self._target().agent_info(self.agent_id)
+        host = self._local()
+        if host is not None:
+            return host.agent_info(self.agent_id)
+        return self._remote().agent_info(self.host_url, self.agent_id)
 
     def is_valid(self) -> bool:
         try:
@@ -125,10 +138,19 @@ class PagletProxy:
 
     def is_remote(self, local_host_url: str | None = None) -> bool:
         if local_host_url is None:
+            owner = getattr(self.client, "owner_url", None)
+            if owner:
+                return local_hosts.normalise_url(owner) != local_hosts.normalise_url(self.host_url)
             return local_hosts.lookup(self.host_url) is None
         return local_hosts.normalise_url(local_host_url) != local_hosts.normalise_url(self.host_url)
 
     def get_address(self) -> str:
+        """Where the paglet was last known to be: the client's cached location after it
+        followed a move, else `host_url`."""
+        client = self.client
+        locations = getattr(client, "locations", None)
+        if locations is not None:
+            return locations.start(self.host_url, self.agent_id)[0]
         return self.host_url
 
     def get_agent_id(self) -> str:
@@ -138,7 +160,12 @@ class PagletProxy:
         return str(self.info().get("class_name"))
 
     def get_state(self, state_cls: Any = None) -> Any:
-        return self._target().get_state(self.agent_id, state_cls)
+        """A snapshot of the state. Remote: as `state_cls`, else as the paglet's own state
+        class when its module is already imported here, else as a dict."""
+        host = self._local()
+        if host is not None:
+            return host.get_state(self.agent_id, state_cls)
+        return self._remote().get_state(self.host_url, self.agent_id, state_cls)
 
     # -- messages ----------------------------------------------------------------------
 
@@ -151,13 +178,27 @@ class PagletProxy:
         timeout: float | None = None,
         reply_type: Any = None,
     ) -> Any:
-        return self._target().deliver_message(
+        host = self._local()
+        if host is not None:
+            return host.deliver_message(
+                self.agent_id,
+                message,
+                activate_if_inactive=activate_if_inactive,
+                no_delay=no_delay,
+                timeout=timeout,
+                reply_type=reply_type,
+            )
+        sender, reply_to = _calling_paglet()
+        return self._remote().send_message(
+            self.host_url,
             self.agent_id,
             message,
             activate_if_inactive=activate_if_inactive,
             no_delay=no_delay,
             timeout=timeout,
             reply_type=reply_type,
+            sender=sender,
+            reply_to=reply_to,
         )
 
     async def send_async(
@@ -187,13 +228,27 @@ class PagletProxy:
         timeout: float | None = None,
         reply_type: Any = None,
     ) -> FutureReply:
-        return self._target().deliver_future(
+        host = self._local()
+        if host is not None:
+            return host.deliver_future(
+                self.agent_id,
+                message,
+                activate_if_inactive=activate_if_inactive,
+                no_delay=no_delay,
+                timeout=timeout,
+                reply_type=reply_type,
+            )
+        sender, reply_to = _calling_paglet()
+        return self._remote().send_future(
+            self.host_url,
             self.agent_id,
             message,
             activate_if_inactive=activate_if_inactive,
             no_delay=no_delay,
             timeout=timeout,
             reply_type=reply_type,
+            sender=sender,
+            reply_to=reply_to,
         )
 
     def send_oneway(
@@ -206,26 +261,66 @@ class PagletProxy:
         durable: bool = False,
         wait: bool = True,
     ) -> None:
-        self._target().deliver_message(
+        """Return once the message is queued at the target. Remote: `wait=False` waits for
+        the acknowledgement too, for now (no pipelined connection yet), and `durable` is
+        passed to the host (no sender-side outbox yet)."""
+        host = self._local()
+        if host is not None:
+            host.deliver_message(
+                self.agent_id,
+                message,
+                oneway=True,
+                activate_if_inactive=activate_if_inactive,
+                no_delay=no_delay,
+                timeout=timeout,
+            )
+            return
+        sender, reply_to = _calling_paglet()
+        self._remote().send_message(
+            self.host_url,
             self.agent_id,
             message,
             oneway=True,
             activate_if_inactive=activate_if_inactive,
             no_delay=no_delay,
             timeout=timeout,
+            durable=durable,
+            sender=sender,
+            reply_to=reply_to,
         )
 
     # -- lifecycle ---------------------------------------------------------------------
 
     def dispatch(self, target: str | TransferTicket) -> PagletProxy:
-        return self._target().dispatch(self.agent_id, target)
+        host = self._local()
+        if host is not None:
+            return host.dispatch(self.agent_id, target)
+        return self._remote().dispatch(self.host_url, self.agent_id, target)
 
     def clone(self, target: str | TransferTicket | None = None) -> PagletProxy:
-        return self._target().clone(self.agent_id, target)
+        host = self._local()
+        if host is not None:
+            return host.clone(self.agent_id, target)
+        return self._remote().clone(self.host_url, self.agent_id, target)
 
     def retract(self, target: str | None = None) -> PagletProxy:
-        host = self._target()
-        return host.retract(self.host_url, self.agent_id, target=target)
+        """Pull the paglet to `target`; by default to the host the caller belongs to (the
+        client's `owner_url`, or the host of the paglet whose turn is calling). A standalone
+        client has no host of its own and must pass `target`."""
+        host = self._local()
+        if host is not None:
+            return host.retract(self.host_url, self.agent_id, target=target)
+        if target is None:
+            target = getattr(self.client, "owner_url", None) or _calling_paglet()[1]
+        if target is None:
+            from paglets.core.errors import TransferError
+
+            raise TransferError(
+                f"retract of paglet {self.agent_id!r} needs target=: this proxy's client "
+                "belongs to no host, so there is no 'here' to pull it to",
+                stage="preflight",
+            )
+        return self._remote().retract(self.host_url, self.agent_id, target)
 
     def deactivate(
         self,
@@ -239,24 +334,64 @@ class PagletProxy:
         request = DeactivationRequest(
             reason=reason, source="external", policy=policy, metadata=metadata or {}
         )
-        return self._target().deactivate(self.agent_id, request)
+        host = self._local()
+        if host is not None:
+            return host.deactivate(self.agent_id, request)
+        return self._remote().deactivate(self.host_url, self.agent_id, request)
 
     def activate(self) -> PagletProxy:
-        return self._target().activate(self.agent_id)
+        host = self._local()
+        if host is not None:
+            return host.activate(self.agent_id)
+        return self._remote().activate(self.host_url, self.agent_id)
 
     def dispose(self) -> None:
-        self._target().dispose(self.agent_id)
+        host = self._local()
+        if host is not None:
+            host.dispose(self.agent_id)
+            return
+        self._remote().dispose(self.host_url, self.agent_id)
+
+
+def _calling_paglet() -> tuple[str | None, str | None]:
+    """`(agent id, host URL)` of the paglet whose turn runs on this thread, if any: a remote
+    send made from a handler names its sender, as a local one does."""
+    cell = mailbox.current_cell()
+    if cell is None:
+        return None, None
+    context = getattr(cell.paglet, "_context", None)
+    host = getattr(context, "_host", None)
+    return cell.agent_id, getattr(host, "address", None)
 
 
 def resolve_ref(ref: PagletProxyRef, context_or_client: Any = None) -> PagletProxy:
-    """Turn a stored reference into a proxy (see `PagletProxyRef.resolve`)."""
-    if (
-        context_or_client is not None
-        and hasattr(context_or_client, "get_proxy")
-        and hasattr(context_or_client, "address")
-    ):
-        host = local_hosts.lookup(ref.host_url)
-        return PagletProxy(ref.host_url, ref.agent_id, _host=host)
-    return PagletProxy(
-        ref.host_url, ref.agent_id, context_or_client, _host=local_hosts.lookup(ref.host_url)
-    )
+    """Turn a stored reference into a proxy (api.md §12).
+
+    * a `PagletContext` (or a `Host`): through that host, its own proxy when the reference
+      names it, else a proxy on the host's client (which carries the mesh key);
+    * a `HostClient`: a proxy on that client;
+    * nothing: the context of the paglet whose turn runs on this thread, else
+      `HostClient.default()`.
+    """
+    from paglets.runtime.host import Host
+
+    target = context_or_client
+    if target is None:
+        cell = mailbox.current_cell()
+        if cell is not None:
+            target = getattr(cell.paglet, "_context", None)
+    if target is not None:
+        host = target if isinstance(target, Host) else getattr(target, "_host", None)
+        if isinstance(host, Host):
+            if host.is_local_url(ref.host_url):
+                return host.proxy(ref.agent_id)
+            return PagletProxy(ref.host_url, ref.agent_id, host.peer_client)
+        if context_or_client is not None:
+            return PagletProxy(ref.host_url, ref.agent_id, context_or_client)
+    return PagletProxy(ref.host_url, ref.agent_id, _default_client())
+
+
+def _default_client() -> HostClient:
+    from paglets.remote.client import HostClient
+
+    return HostClient.default()

@@ -478,7 +478,7 @@ class Host:
 
     def _context_get_proxy(self, agent_id: str, host_url: str | None) -> PagletProxy | None:
         if host_url is not None and not self.is_local_url(host_url):
-            return PagletProxy(host_url, agent_id, self.client)
+            return PagletProxy(host_url, agent_id, self.peer_client)
         return self.get_proxy(agent_id, include_inactive=True)
 
     def get_proxies(self, state: int = ACTIVE) -> list[PagletProxy]:
@@ -517,7 +517,9 @@ class Host:
         remote = local_hosts.lookup(target_url)
         if remote is not None:
             return remote.create(agent_cls, state, init=init, agent_id=agent_id)
-        raise HostError(f"could not reach {target_url}: remote hosts need the HTTP client")
+        return self.peer_client.create_agent(
+            target_url, agent_cls, None, state, init=init, agent_id=agent_id
+        )
 
     def activate(self, agent_id: str) -> PagletProxy:
         return self.lifecycle.activate(agent_id)
@@ -637,12 +639,16 @@ class Host:
             target, message, timeout=timeout, reply_type=reply_type, sender=sender
         )
 
-    def _host_for(self, host_url: str | None) -> Host:
+    def _host_for(self, host_url: str | None) -> Any:
+        """The host serving `host_url`: this one, another in this process, or a
+        `RemoteHost` that sends through this host's client."""
         if host_url is None or self.is_local_url(host_url):
             return self
         other = local_hosts.lookup(host_url)
         if other is None:
-            raise HostError(f"could not reach {host_url}: remote hosts need the HTTP client")
+            from paglets.remote.client import RemoteHost
+
+            return RemoteHost(self.peer_client, host_url, self.address)
         return other
 
     def multicast_message(

@@ -1,0 +1,65 @@
+"""Paglets for the move tests: they record their hooks per host and can be told to fail
+or to take their time in `on_arrival`."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from paglets import Message, Paglet, PagletState
+from paglets.core.events import CloneEvent, MobilityEvent
+
+HOOKS: list[tuple[str, str, str, str]] = []  # (agent_id, host_name, hook, detail)
+ARRIVAL_GATES: dict[str, threading.Event] = {}  # agent_id -> released when on_arrival may end
+FAIL_ARRIVAL: set[str] = set()
+
+
+@dataclass
+class TravellerState(PagletState):
+    count: int = 0
+    visited: list[str] = field(default_factory=list)
+    payload: bytes = b""
+
+
+class Traveller(Paglet[TravellerState]):
+    State = TravellerState
+
+    def _note(self, hook: str, detail: str = "") -> None:
+        HOOKS.append((self.agent_id, self.context.name, hook, detail))
+
+    def on_dispatching(self, event: MobilityEvent) -> None:
+        self._note("on_dispatching", event.target_host_address)
+
+    def on_reverting(self, event: MobilityEvent) -> None:
+        self._note("on_reverting", event.target_host_address)
+
+    def on_arrival(self, event: MobilityEvent) -> None:
+        self._note("on_arrival", event.reason)
+        self.state.visited.append(self.context.name)
+        gate = ARRIVAL_GATES.get(self.agent_id)
+        if gate is not None:
+            gate.wait(30)
+        if self.agent_id in FAIL_ARRIVAL:
+            raise RuntimeError("on_arrival refused on purpose")
+
+    def on_cloning(self, event: CloneEvent) -> None:
+        self._note("on_cloning", event.clone_agent_id)
+
+    def on_clone(self, event: CloneEvent) -> None:
+        self._note("on_clone", event.source_agent_id)
+
+    def on_cloned(self, event: CloneEvent) -> None:
+        self._note("on_cloned", event.clone_agent_id)
+
+    def on_transfer_aborted(self, event: object) -> None:
+        self._note("on_transfer_aborted")
+
+    def handle_message(self, message: Message) -> object:
+        if message.kind == "add":
+            self.state.count += int(message.get_arg("n", 1))
+            return self.state.count
+        if message.kind == "where":
+            return self.context.name
+        if message.kind == "go":
+            return self.dispatch(message.get_arg("target")).to_wire()
+        return self.not_handled()
