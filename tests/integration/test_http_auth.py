@@ -97,7 +97,9 @@ def test_open_routes_answer_without_the_key(keyed: Host) -> None:
 def test_authentication_comes_before_the_pickle_refusal(keyed: Host, client: Http) -> None:
     pickle = {"Content-Type": "application/x-paglets-pickle"}
     with Http(keyed.address) as anonymous:
-        assert_401(anonymous.post("/agents", raw=b"\x80\x04K\x01.", headers=pickle), "auth-required")
+        assert_401(
+            anonymous.post("/agents", raw=b"\x80\x04K\x01.", headers=pickle), "auth-required"
+        )
     refused = client.post("/agents", raw=b"\x80\x04K\x01.", headers=pickle)
     assert refused.status == 415 and refused.body["code"] == "pickle-refused"
 
@@ -106,7 +108,7 @@ def test_a_refused_body_is_not_read_and_the_connection_closes(keyed: Host) -> No
     with socket.create_connection(("127.0.0.1", keyed.port), timeout=10) as sock:
         sock.sendall(
             b"POST /agents HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b"Content-Length: 100000000\r\n\r\n{\"agent_class_name\": "
+            b'Content-Length: 100000000\r\n\r\n{"agent_class_name": '
         )
         response = http.client.HTTPResponse(sock)
         response.begin()

@@ -164,7 +164,12 @@ def _message(rng: random.Random) -> Any:
     message: dict[str, Any] = {"kind": _maybe(rng, rng.choice(KINDS))}
     if rng.random() < 0.5:
         message["args"] = _maybe(rng, {"target": rng.choice(TARGETS), "x": _value(rng)})
-    for name, good in (("priority", 5), ("message_type", 0), ("message_id", "m1"), ("timestamp", 1.0)):
+    for name, good in (
+        ("priority", 5),
+        ("message_type", 0),
+        ("message_id", "m1"),
+        ("timestamp", 1.0),
+    ):
         if rng.random() < 0.2:
             message[name] = _maybe(rng, good)
     return _maybe(rng, message)
@@ -262,7 +267,9 @@ class Target:
     def reset(self) -> None:
         for agent_id in AGENTS:
             if self.client.get(f"/agents/{agent_id}").status == 404:
-                made = self.client.post("/agents", {"agent_class_name": QUIET, "agent_id": agent_id})
+                made = self.client.post(
+                    "/agents", {"agent_class_name": QUIET, "agent_id": agent_id}
+                )
                 assert made.status == 200, made.body
 
     def check(self, request: Request) -> int:
@@ -284,9 +291,9 @@ class Target:
         assert {p.name for p in self.root.iterdir()} == {"fuzz"}
         assert set(os.listdir(os.getcwd())) == self.cwd_before
         outside = [
-            p for p in self.host.persistence_dir.rglob("*") if not p.resolve().is_relative_to(
-                self.host.persistence_dir
-            )
+            p
+            for p in self.host.persistence_dir.rglob("*")
+            if not p.resolve().is_relative_to(self.host.persistence_dir)
         ]
         assert outside == []
 

@@ -34,6 +34,7 @@ _STALE = (
     BrokenPipeError,
 )
 _MAX_IDLE = 16  # idle connections kept per (scheme, host, port)
+_JOIN_BELOW = 256 * 1024  # bodies up to this size go out in the same write as the head
 _split_cache: dict[str, tuple[_Key, str, str]] = {}
 
 
@@ -65,17 +66,66 @@ def split_url(url: str) -> tuple[_Key, str, str]:
     return result
 
 
-class _HTTPConnection(http.client.HTTPConnection):
-    def connect(self) -> None:
-        super().connect()
-        # Small request/response pairs: never wait for Nagle.
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+class _Connection:
+    """One kept-alive HTTP/1.1 connection. A request goes out in a single `sendall` (head
+    and small body together: `http.client` sends them as two segments, which costs a
+    round of TCP scheduling per call); the response is parsed by `http.client`."""
 
+    __slots__ = ("host_header", "sock")
 
-class _HTTPSConnection(http.client.HTTPSConnection):
-    def connect(self) -> None:
-        super().connect()
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def __init__(
+        self, key: _Key, timeout: float, ssl_context: ssl.SSLContext | None, base: str
+    ) -> None:
+        scheme, host, port = key
+        try:
+            sock = socket.create_connection((host, port), timeout)
+        except TimeoutError:
+            raise RemoteHostError(
+                f"could not reach {base}: no connection within {timeout:g}s"
+            ) from None
+        except OSError as exc:
+            raise RemoteHostError(f"could not reach {base}: {_reason(exc)}") from None
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if scheme == "https":
+                context = ssl_context or ssl.create_default_context()
+                sock = context.wrap_socket(sock, server_hostname=host)
+        except (OSError, ssl.SSLError) as exc:
+            sock.close()
+            raise RemoteHostError(f"could not reach {base}: {_reason(exc)}") from None
+        self.sock = sock
+        shown = f"[{host}]" if ":" in host else host
+        default = 443 if scheme == "https" else 80
+        self.host_header = shown if port == default else f"{shown}:{port}"
+
+    def exchange(
+        self, method: str, path: str, body: bytes | None, headers: Mapping[str, str]
+    ) -> tuple[http.client.HTTPResponse, bytes]:
+        lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host_header}"]
+        for name, value in headers.items():
+            if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
+                raise ValueError(f"HTTP header {name!r} must not contain line breaks")
+            lines.append(f"{name}: {value}")
+        if body is not None or method in ("POST", "PUT", "PATCH"):
+            lines.append(f"Content-Length: {0 if body is None else len(body)}")
+        lines.append("\r\n")
+        head = "\r\n".join(lines).encode("latin-1")
+        sock = self.sock
+        if body and len(body) <= _JOIN_BELOW:
+            sock.sendall(head + body)
+        else:
+            sock.sendall(head)
+            if body:
+                sock.sendall(body)
+        response = http.client.HTTPResponse(sock, method=method)  # type: ignore[arg-type]
+        response.begin()
+        return response, response.read()
+
+    def settimeout(self, timeout: float) -> None:
+        self.sock.settimeout(timeout)
+
+    def close(self) -> None:
+        self.sock.close()
 
 
 def _reason(exc: BaseException) -> str:
@@ -95,26 +145,20 @@ class ConnectionPool:
 
     def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
         self._ssl_context = ssl_context
-        self._idle: dict[_Key, list[http.client.HTTPConnection]] = {}
+        self._idle: dict[_Key, list[_Connection]] = {}
         self._lock = threading.Lock()
         self._closed = False
 
-    def _take(self, key: _Key, timeout: float) -> tuple[http.client.HTTPConnection, bool]:
+    def _take(self, key: _Key, timeout: float, base: str) -> tuple[_Connection, bool]:
         with self._lock:
             idle = self._idle.get(key)
             conn = idle.pop() if idle else None
         if conn is not None:
-            conn.timeout = timeout
-            if conn.sock is not None:
-                conn.sock.settimeout(timeout)
+            conn.settimeout(timeout)
             return conn, True
-        scheme, host, port = key
-        if scheme == "https":
-            context = self._ssl_context or ssl.create_default_context()
-            return _HTTPSConnection(host, port, timeout=timeout, context=context), False
-        return _HTTPConnection(host, port, timeout=timeout), False
+        return _Connection(key, timeout, self._ssl_context, base), False
 
-    def _give(self, key: _Key, conn: http.client.HTTPConnection) -> None:
+    def _give(self, key: _Key, conn: _Connection) -> None:
         with self._lock:
             if not self._closed:
                 idle = self._idle.setdefault(key, [])
@@ -136,11 +180,9 @@ class ConnectionPool:
         key, path, base = split_url(url)
         timeout = max(0.001, timeout)
         for attempt in (0, 1):
-            conn, reused = self._take(key, timeout)
+            conn, reused = self._take(key, timeout, base)
             try:
-                conn.request(method, path, body=body, headers=dict(headers))
-                response = conn.getresponse()
-                data = response.read()
+                response, data = conn.exchange(method, path, body, headers)
             except TimeoutError:
                 conn.close()
                 raise PagletTimeoutError(
@@ -154,6 +196,9 @@ class ConnectionPool:
             except (OSError, http.client.HTTPException) as exc:
                 conn.close()
                 raise RemoteHostError(f"could not reach {base}: {_reason(exc)}") from None
+            except BaseException:
+                conn.close()
+                raise
             if response.will_close:
                 conn.close()
             else:

@@ -25,7 +25,7 @@ from paglets.core.errors import (
     PagletTimeoutError,
 )
 from paglets.core.ids import validate_agent_id
-from paglets.core.messages import Message
+from paglets.core.messages import RESERVED_KINDS, Message
 from paglets.persistence.policy import DeactivationRequest
 from paglets.remote.transfer import TransferTicket
 from paglets.runtime.http_auth import PROTOCOL
@@ -148,20 +148,30 @@ def _message(wire: MessageWire, request: web.Request) -> Message:
         raise invalid("$.message", str(exc)) from None
 
 
-def _timeouts_as_paglets(fn: Callable[[], Any]) -> Callable[[], Any]:
-    """A builtin TimeoutError escaping the runtime (a duplicate delivery id still being
-    answered) is a paglets timeout whose outcome is unknown, not a host bug."""
+def _as_paglets_errors(fn: Callable[[], Any], kind: str) -> Callable[[], Any]:
+    """Errors that are the request's fault, not the host's, as paglets errors:
+
+    * a builtin TimeoutError (a duplicate delivery id still being answered) is a timeout
+      whose outcome is unknown;
+    * the arguments of a reserved kind (`_clone`, `_dispatch`, ...) are read by the runtime
+      itself, so a TypeError/ValueError there is a bad body.
+    """
+    reserved = kind in RESERVED_KINDS
 
     def run() -> Any:
         try:
             return fn()
-        except TimeoutError as exc:
-            if isinstance(exc, PagletError):
-                raise
+        except PagletError:
+            raise
+        except TimeoutError:
             raise PagletTimeoutError(
                 "no answer in time for a message already being delivered under this id",
                 code="deadline-exceeded",
             ) from None
+        except (TypeError, ValueError) as exc:
+            if not reserved:
+                raise
+            raise invalid("$.message.args", f"{kind}: {exc}") from None
 
     return run
 
@@ -176,8 +186,7 @@ def _query_int(request: web.Request, name: str, default: int | None, minimum: in
         value = None
     if value is None or not minimum <= value <= QUERY_INT_MAX:
         refuse(
-            f"query parameter {name}={raw!r} must be an integer from {minimum} to "
-            f"{QUERY_INT_MAX}",
+            f"query parameter {name}={raw!r} must be an integer from {minimum} to {QUERY_INT_MAX}",
             code="bad-query",
             error_type="SerializationError",
         )
@@ -511,7 +520,7 @@ class Routes:
                 follow=False,
             )
 
-        result = await _within(server.run_blocking(_timeouts_as_paglets(job)), timeout)
+        result = await _within(server.run_blocking(_as_paglets_errors(job, message.kind)), timeout)
         if oneway:
             return reply(request, {"queued": True, "message_id": message.message_id})
         if (
