@@ -190,6 +190,13 @@ def test_list_agents_pages_with_totals(client: Http) -> None:
     assert inactive["agents"][0]["state"] == {"count": 0, "log": []}
     everything = client.get("/agents?state=all&offset=3").body
     assert everything["total"] == 5 and len(everything["agents"]) == 2
+    create(client, "deaf-1", "support.messaging_models:Deaf")
+    deaf = client.get("/agents?class=support.messaging_models:Deaf").body
+    assert [a["agent_id"] for a in deaf["agents"]] == ["deaf-1"] and deaf["total"] == 1
+    echoes = client.get(f"/agents?state=all&class={ECHO}&limit=2").body
+    assert echoes["total"] == 5 and len(echoes["agents"]) == 2 and echoes["next_cursor"] == "2"
+    found = client.get("/agents?state=all&q=P4&include_state=1").body
+    assert [a["agent_id"] for a in found["agents"]] == ["p4"] and "state" in found["agents"][0]
     assert_error(client.get("/agents?limit=1001"), 400, "bad-query")
     assert_error(client.get("/agents?state=sleepy"), 400, "bad-query")
     assert_error(client.get("/agents?offset=-1"), 400, "bad-query")

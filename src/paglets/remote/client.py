@@ -47,7 +47,7 @@ from paglets.core.errors import (
 )
 from paglets.core.ids import validate_agent_id
 from paglets.core.messages import FUTURE, ONEWAY, SYNCHRONOUS, FutureReply, Message
-from paglets.remote.http_pool import ConnectionPool, split_url
+from paglets.remote.http_pool import ConnectionPool, Headers, split_url
 from paglets.remote.locations import Locations
 from paglets.remote.proxy import PagletProxy
 from paglets.remote.transfer import TransferTicket
@@ -55,8 +55,6 @@ from paglets.runtime.local_hosts import normalise_url
 from paglets.serialization import codec
 
 if TYPE_CHECKING:
-    import http.client
-
     from paglets.artifacts import ArtifactRef
     from paglets.persistence.policy import DeactivationRequest
 
@@ -74,7 +72,7 @@ _DECODE_MSGPACK = msgspec.msgpack.Decoder().decode
 _DECODE_JSON = msgspec.json.Decoder().decode
 
 
-def _decode_answer(headers: http.client.HTTPMessage, data: bytes) -> Any:
+def _decode_answer(headers: Headers, data: bytes) -> Any:
     """A response body as builtins: MessagePack as is, JSON with binary tags restored."""
     if not data:
         return None
@@ -201,7 +199,7 @@ class HostClient:
         accept: str = MSGPACK,
         headers: dict[str, str] | None = None,
         timeout: float | None = None,
-    ) -> tuple[int, http.client.HTTPMessage, bytes]:
+    ) -> tuple[int, Headers, bytes]:
         """One exchange with the key, protocol and media headers; any status is returned.
         Raises `RemoteHostError` when the host cannot be reached, `PagletTimeoutError` when
         it does not answer within `timeout`."""
@@ -216,7 +214,7 @@ class HostClient:
         )
 
     def _error(
-        self, status: int, headers: http.client.HTTPMessage, data: bytes, method: str, url: str
+        self, status: int, headers: Headers, data: bytes, method: str, url: str
     ) -> PagletError:
         """The error a non-2xx answer stands for, with the host's type when it sent one."""
         try:
@@ -414,7 +412,7 @@ class HostClient:
             raise failure
 
     @staticmethod
-    def _moved(headers: http.client.HTTPMessage, data: bytes) -> tuple[str, int, str | None] | None:
+    def _moved(headers: Headers, data: bytes) -> tuple[str, int, str | None] | None:
         try:
             body = _decode_answer(headers, data)
         except Exception:

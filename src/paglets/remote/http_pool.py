@@ -1,41 +1,69 @@
 """Keep-alive HTTP/1.1 connections for `HostClient` (network.md §1.1).
 
-One small pool of idle `http.client` connections per (scheme, host, port). A request takes a
-connection for itself, so the pool is thread-safe without holding a lock during I/O. A
-connection that was kept alive may have been closed by the server in the meantime (its
-keep-alive timeout is 75 s); the first write or read on it then fails at once, and the
-exchange is retried once on a fresh connection. The retry re-sends the very same bytes, so
-a message keeps its delivery id and a control call its `Idempotency-Key`: the server runs
-it at most once (network.md §1.6).
+One small pool of idle connections per (scheme, host, port). A request takes a connection
+for itself, so the pool is thread-safe without holding a lock during I/O. A connection that
+was kept alive may have been closed by the server in the meantime (its keep-alive timeout
+is 75 s); the first write or read on it then fails at once, and the exchange is retried
+once on a fresh connection. The retry re-sends the very same bytes, so a message keeps its
+delivery id and a control call its `Idempotency-Key`: the server runs it at most once
+(network.md §1.6).
+
+The HTTP/1.1 client itself is a small one written for this hot path rather than
+`http.client`: a request goes out in a single write (head and body together; `http.client`
+sends them as two segments), and the response is read from a buffered reader kept with the
+connection, without the `email` header parser. It speaks what a paglets host answers:
+`Content-Length` or chunked bodies, keep-alive unless `Connection: close`.
 """
 
 from __future__ import annotations
 
-import http.client
 import socket
 import ssl
 import threading
 from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from paglets.core.errors import PagletTimeoutError, RemoteHostError
 
-__all__ = ["ConnectionPool", "Response", "split_url"]
+__all__ = ["ConnectionPool", "Headers", "Response", "split_url"]
 
-Response = tuple[int, http.client.HTTPMessage, bytes]
 _Key = tuple[str, str, int]
-
-# Failures that mean "the server closed this kept-alive connection before we used it".
-_STALE = (
-    http.client.RemoteDisconnected,
-    http.client.BadStatusLine,
-    ConnectionResetError,
-    ConnectionAbortedError,
-    BrokenPipeError,
-)
 _MAX_IDLE = 16  # idle connections kept per (scheme, host, port)
 _JOIN_BELOW = 256 * 1024  # bodies up to this size go out in the same write as the head
+_MAX_LINE = 65536
+_MAX_HEADERS = 200
 _split_cache: dict[str, tuple[_Key, str, str]] = {}
+
+
+class Headers(dict[str, str]):
+    """Response headers: a dict with lower-case keys, looked up case-insensitively."""
+
+    __slots__ = ()
+
+    def __getitem__(self, name: str) -> str:
+        return dict.__getitem__(self, name.lower())
+
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        return dict.get(self, name.lower(), default)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and dict.__contains__(self, name.lower())
+
+
+Response = tuple[int, Headers, bytes]
+
+
+class _Dropped(ConnectionError):
+    """The server closed the connection without answering."""
+
+
+class _BadResponse(ConnectionError):
+    """The answer is not HTTP/1.x as this client reads it."""
+
+
+# Failures that mean "the server closed this kept-alive connection before we used it".
+_STALE = (_Dropped, ConnectionResetError, ConnectionAbortedError, BrokenPipeError)
 
 
 def split_url(url: str) -> tuple[_Key, str, str]:
@@ -66,12 +94,24 @@ def split_url(url: str) -> tuple[_Key, str, str]:
     return result
 
 
-class _Connection:
-    """One kept-alive HTTP/1.1 connection. A request goes out in a single `sendall` (head
-    and small body together: `http.client` sends them as two segments, which costs a
-    round of TCP scheduling per call); the response is parsed by `http.client`."""
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS failed ({exc.reason or exc})"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (is the host running and listening there?)"
+    if isinstance(exc, socket.gaierror):
+        return f"unknown host name ({exc.strerror})"
+    if isinstance(exc, _Dropped | _BadResponse):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return str(exc) or type(exc).__name__
 
-    __slots__ = ("host_header", "sock")
+
+class _Connection:
+    """One kept-alive HTTP/1.1 connection and the buffered reader of its answers."""
+
+    __slots__ = ("host_header", "reader", "sock")
 
     def __init__(
         self, key: _Key, timeout: float, ssl_context: ssl.SSLContext | None, base: str
@@ -94,13 +134,15 @@ class _Connection:
             sock.close()
             raise RemoteHostError(f"could not reach {base}: {_reason(exc)}") from None
         self.sock = sock
+        self.reader = sock.makefile("rb", buffering=65536)
         shown = f"[{host}]" if ":" in host else host
         default = 443 if scheme == "https" else 80
         self.host_header = shown if port == default else f"{shown}:{port}"
 
     def exchange(
         self, method: str, path: str, body: bytes | None, headers: Mapping[str, str]
-    ) -> tuple[http.client.HTTPResponse, bytes]:
+    ) -> tuple[int, Headers, bytes, bool]:
+        """Send one request, read its whole answer: `(status, headers, body, will_close)`."""
         lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host_header}"]
         for name, value in headers.items():
             if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
@@ -117,27 +159,91 @@ class _Connection:
             sock.sendall(head)
             if body:
                 sock.sendall(body)
-        response = http.client.HTTPResponse(sock, method=method)  # type: ignore[arg-type]
-        response.begin()
-        return response, response.read()
+        return self._read(method)
+
+    def _read(self, method: str) -> tuple[int, Headers, bytes, bool]:
+        readline = self.reader.readline
+        while True:
+            line = readline(_MAX_LINE)
+            if not line:
+                raise _Dropped("the connection was closed before an answer came")
+            parts = line.split(None, 2)
+            if len(parts) < 2 or not parts[0].startswith(b"HTTP/1."):
+                raise _BadResponse(f"not an HTTP/1.x answer: {line[:80]!r}")
+            try:
+                status = int(parts[1])
+            except ValueError:
+                raise _BadResponse(f"not an HTTP status line: {line[:80]!r}") from None
+            headers = Headers()
+            for _ in range(_MAX_HEADERS):
+                line = readline(_MAX_LINE)
+                if line in (b"\r\n", b"\n"):
+                    break
+                if not line:
+                    raise _Dropped("the connection was closed in the middle of an answer")
+                name, sep, value = line.decode("latin-1").partition(":")
+                if not sep:
+                    raise _BadResponse(f"malformed header line: {line[:80]!r}")
+                key = name.strip().lower()
+                value = value.strip()
+                previous = dict.get(headers, key)
+                dict.__setitem__(
+                    headers, key, value if previous is None else f"{previous}, {value}"
+                )
+            else:
+                raise _BadResponse(f"more than {_MAX_HEADERS} header lines")
+            if 100 <= status < 200:
+                continue  # an interim answer (we send no Expect, but be lenient)
+            break
+        connection = dict.get(headers, "connection", "").lower()
+        will_close = "close" in connection or (
+            parts[0] == b"HTTP/1.0" and "keep-alive" not in connection
+        )
+        if method == "HEAD" or status in (204, 304):
+            return status, headers, b"", will_close
+        if "chunked" in dict.get(headers, "transfer-encoding", "").lower():
+            return status, headers, self._read_chunked(), will_close
+        length = dict.get(headers, "content-length")
+        if length is None:
+            return status, headers, self.reader.read(), True
+        try:
+            size = int(length)
+        except ValueError:
+            raise _BadResponse(f"bad Content-Length {length!r}") from None
+        data = self.reader.read(size) if size else b""
+        if len(data) != size:
+            raise _Dropped(f"the answer ended after {len(data)} of {size} bytes")
+        return status, headers, data, will_close
+
+    def _read_chunked(self) -> bytes:
+        reader = self.reader
+        parts: list[bytes] = []
+        while True:
+            line = reader.readline(_MAX_LINE)
+            if not line:
+                raise _Dropped("the connection was closed in the middle of a chunked answer")
+            try:
+                size = int(line.split(b";", 1)[0].strip(), 16)
+            except ValueError:
+                raise _BadResponse(f"bad chunk size line: {line[:80]!r}") from None
+            if size == 0:
+                while reader.readline(_MAX_LINE) not in (b"\r\n", b"\n", b""):
+                    pass  # trailers
+                return b"".join(parts)
+            chunk = reader.read(size)
+            if len(chunk) != size:
+                raise _Dropped("the connection was closed in the middle of a chunk")
+            parts.append(chunk)
+            reader.readline(_MAX_LINE)  # the CRLF after the chunk
 
     def settimeout(self, timeout: float) -> None:
         self.sock.settimeout(timeout)
 
     def close(self) -> None:
-        self.sock.close()
-
-
-def _reason(exc: BaseException) -> str:
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS failed ({exc.reason or exc})"
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused (is the host running and listening there?)"
-    if isinstance(exc, socket.gaierror):
-        return f"unknown host name ({exc.strerror})"
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror.lower()
-    return str(exc) or type(exc).__name__
+        try:
+            self.reader.close()
+        finally:
+            self.sock.close()
 
 
 class ConnectionPool:
@@ -182,7 +288,7 @@ class ConnectionPool:
         for attempt in (0, 1):
             conn, reused = self._take(key, timeout, base)
             try:
-                response, data = conn.exchange(method, path, body, headers)
+                status, rheaders, data, will_close = conn.exchange(method, path, body, headers)
             except TimeoutError:
                 conn.close()
                 raise PagletTimeoutError(
@@ -193,17 +299,17 @@ class ConnectionPool:
                 if reused and attempt == 0:
                     continue
                 raise RemoteHostError(f"could not reach {base}: {_reason(exc)}") from None
-            except (OSError, http.client.HTTPException) as exc:
+            except OSError as exc:
                 conn.close()
                 raise RemoteHostError(f"could not reach {base}: {_reason(exc)}") from None
             except BaseException:
                 conn.close()
                 raise
-            if response.will_close:
+            if will_close:
                 conn.close()
             else:
                 self._give(key, conn)
-            return response.status, response.headers, data
+            return status, rheaders, data
         raise AssertionError("unreachable")  # pragma: no cover
 
     def close(self) -> None:

@@ -12,10 +12,10 @@ import asyncio
 import dataclasses
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
-from msgspec import UNSET, Meta, Struct
+from msgspec import UNSET
 
 import paglets
 from paglets.core.errors import (
@@ -25,10 +25,21 @@ from paglets.core.errors import (
     PagletTimeoutError,
 )
 from paglets.core.ids import validate_agent_id
-from paglets.core.messages import RESERVED_KINDS, Message
+from paglets.core.messages import RESERVED_KINDS
 from paglets.persistence.policy import DeactivationRequest
 from paglets.remote.transfer import TransferTicket
 from paglets.runtime.http_auth import PROTOCOL
+from paglets.runtime.http_bodies import (
+    CreateBody,
+    DeactivateBody,
+    Empty,
+    MoveBody,
+    MulticastBody,
+    SendBody,
+    message_from,
+    query_bool,
+    query_int,
+)
 from paglets.runtime.http_diagnostics import diagnostics_import
 from paglets.runtime.http_wire import (
     decode_body,
@@ -48,64 +59,9 @@ __all__ = ["routes"]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 PAGE_MAX = 1000
-QUERY_INT_MAX = 2**62
 UNPAGED_MAX = 10_000
 DEADLINE_MAX_MS = 24 * 3600 * 1000
 GRACE_SECONDS = 0.5  # the HTTP wait outlasts the runtime's own timeout by this much
-
-# -- request bodies (unknown fields are ignored; a wrong type names its path) -------------
-
-Kind = Annotated[str, Meta(min_length=1, max_length=1024)]
-Id = Annotated[str, Meta(min_length=1, max_length=256)]
-
-
-class MessageWire(Struct):
-    kind: Kind
-    args: dict[str, Any] = {}
-    arg: Any = None
-    sender: str | None = None
-    reply_to: str | None = None
-    priority: Annotated[int, Meta(ge=0, le=10)] = 5
-    message_type: Annotated[int, Meta(ge=0, le=2)] = 0
-    timestamp: float | None = None
-    message_id: Id | None = None
-
-
-class SendBody(Struct):
-    message: MessageWire
-    oneway: bool = False
-    activate_if_inactive: bool = True
-    no_delay: bool = False
-    durable: bool = False
-    call_chain: Any = None
-
-
-class MulticastBody(Struct):
-    message: MessageWire
-    exclude: list[str] = []
-    subscribers_only: bool = False
-
-
-class CreateBody(Struct):
-    agent_class_name: str | None = None
-    state_class_name: str | None = None
-    state: dict[str, Any] | None = None
-    init: Any = None
-    agent_id: str | None = None
-    envelope: Any = UNSET
-
-
-class MoveBody(Struct):
-    ticket: dict[str, Any] | None = None
-    target: str | None = None
-
-
-class DeactivateBody(Struct):
-    request: dict[str, Any] | None = None
-
-
-class Empty(Struct):
-    pass
 
 
 def _expire(future: asyncio.Future[Any], timeout: float) -> None:
@@ -129,23 +85,6 @@ async def _within(future: asyncio.Future[Any], timeout: float) -> Any:
         finally:
             handle.cancel()
     return future.result()
-
-
-def _message(wire: MessageWire, request: web.Request) -> Message:
-    try:
-        return Message(
-            wire.kind,
-            restore(wire.args, request),
-            restore(wire.arg, request),
-            wire.sender,
-            wire.reply_to,
-            wire.priority,
-            wire.message_type,
-            wire.timestamp,
-            wire.message_id,
-        )
-    except (TypeError, ValueError) as exc:
-        raise invalid("$.message", str(exc)) from None
 
 
 def _as_paglets_errors(fn: Callable[[], Any], kind: str) -> Callable[[], Any]:
@@ -174,36 +113,6 @@ def _as_paglets_errors(fn: Callable[[], Any], kind: str) -> Callable[[], Any]:
             raise invalid("$.message.args", f"{kind}: {exc}") from None
 
     return run
-
-
-def _query_int(request: web.Request, name: str, default: int | None, minimum: int = 0) -> Any:
-    raw = request.query.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = None
-    if value is None or not minimum <= value <= QUERY_INT_MAX:
-        refuse(
-            f"query parameter {name}={raw!r} must be an integer from {minimum} to {QUERY_INT_MAX}",
-            code="bad-query",
-            error_type="SerializationError",
-        )
-    return value
-
-
-def _query_bool(request: web.Request, name: str) -> bool:
-    raw = request.query.get(name, "").lower()
-    if raw in ("", "0", "false", "no", "off"):
-        return False
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    refuse(
-        f"query parameter {name}={raw!r} must be 1/0 or true/false",
-        code="bad-query",
-        error_type="SerializationError",
-    )
 
 
 class Routes:
@@ -283,8 +192,8 @@ class Routes:
                 code="bad-query",
                 error_type="SerializationError",
             )
-        include_state = _query_bool(request, "include_state")
-        limit = _query_int(request, "limit", None)
+        include_state = query_bool(request, "include_state")
+        limit = query_int(request, "limit", None)
         if limit is not None and limit > PAGE_MAX:
             refuse(
                 f"limit={limit} is over the page maximum of {PAGE_MAX}; page with offset=",
@@ -292,11 +201,17 @@ class Routes:
                 error_type="SerializationError",
             )
         cursor = request.query.get("cursor")
-        offset = _query_int(request, "offset", 0)
+        offset = query_int(request, "offset", 0)
         if cursor:
-            offset = _query_int(request, "cursor", 0)
+            offset = query_int(request, "cursor", 0)
         body = await self.server.run_blocking(
-            self._page, state, include_state, offset, limit, request.query.get("class")
+            self._page,
+            state,
+            include_state,
+            offset,
+            limit,
+            request.query.get("class"),
+            request.query.get("q"),
         )
         return reply(request, body)
 
@@ -306,44 +221,52 @@ class Routes:
         include_state: bool,
         offset: int,
         limit: int | None,
-        class_name: str | None,
+        wanted_class: str | None,
+        q: str | None,
     ) -> dict[str, Any]:
         host = self.host
         store = host.store
-        truncated = False
         active = state in ("active", "all")
         inactive = state in ("inactive", "all")
         crashed = state in ("crashed", "all")
-        total = (
-            (len(host.registry.live) if active else 0)
-            + (store.count_agents("inactive") if inactive else 0)
-            + (store.count_agents("crashed") if crashed else 0)
-        )
-        if limit is None:
+        if wanted_class or q:
+            matches = self._matching(active, inactive, crashed, wanted_class, q)
+            total = len(matches)
+        else:
+            matches = None
+            total = (
+                (len(host.registry.live) if active else 0)
+                + (store.count_agents("inactive") if inactive else 0)
+                + (store.count_agents("crashed") if crashed else 0)
+            )
+        truncated = False
+        if limit is None:  # old callers: one page of at most UNPAGED_MAX
             limit = UNPAGED_MAX
             truncated = total - offset > UNPAGED_MAX
-        page: list[dict[str, Any]] = []
-        if active or inactive:
-            page = host.list_agents(
-                active=active,
-                inactive=inactive,
-                include_state=include_state,
-                offset=offset,
-                limit=limit,
-            )
-        if crashed and len(page) < limit:
-            skip = 0
+        if matches is not None:
+            page = matches[offset : offset + limit]
+            if include_state:
+                for summary in page:
+                    summary["state"] = codec.to_wire_form(host.get_state(summary["agent_id"]))
+        else:
+            page = []
             if active or inactive:
+                page = host.list_agents(
+                    active=active,
+                    inactive=inactive,
+                    include_state=include_state,
+                    offset=offset,
+                    limit=limit,
+                )
+            if crashed and len(page) < limit:
                 before = (len(host.registry.live) if active else 0) + (
                     store.count_agents("inactive") if inactive else 0
                 )
                 skip = max(0, offset - before)
-            else:
-                skip = offset
-            for row in store.list_agents(status="crashed", offset=skip, limit=limit - len(page)):
-                page.append(host.agent_info(row.agent_id))
-        if class_name:
-            page = [s for s in page if s.get("class_name") == class_name]
+                for row in store.list_agents(
+                    status="crashed", offset=skip, limit=limit - len(page)
+                ):
+                    page.append(host.agent_info(row.agent_id))
         end = offset + len(page)
         return {
             "agents": page,
@@ -351,6 +274,34 @@ class Routes:
             "total": total,
             "truncated": truncated,
         }
+
+    def _matching(
+        self, active: bool, inactive: bool, crashed: bool, wanted_class: str | None, q: str | None
+    ) -> list[dict[str, Any]]:
+        """Every summary passing `class=` (exact) and `q=` (in the id or class name, any
+        case), in listing order. A scan: filtered listings are for people, not hot paths."""
+        host = self.host
+        needle = q.lower() if q else None
+        candidates = (
+            host.list_agents(active=active, inactive=inactive) if (active or inactive) else []
+        )
+        if crashed:
+            candidates += [
+                host.agent_info(row.agent_id) for row in host.store.list_agents(status="crashed")
+            ]
+        out = []
+        for summary in candidates:
+            class_name = summary.get("class_name") or ""
+            if wanted_class and class_name != wanted_class:
+                continue
+            if (
+                needle
+                and needle not in summary["agent_id"].lower()
+                and needle not in (class_name.lower())
+            ):
+                continue
+            out.append(summary)
+        return out
 
     async def create(self, request: web.Request) -> web.Response:
         server = self.server
@@ -500,7 +451,7 @@ class Routes:
         server = self.server
         data = await read_body(request, server.message_limit)
         body: SendBody = decode_body(request, data, SendBody)
-        message = _message(body.message, request)
+        message = message_from(body.message, request)
         timeout = self._deadline(request)
         oneway = body.oneway
         deliver = self.host.delivery.send
@@ -536,7 +487,7 @@ class Routes:
         server = self.server
         data = await read_body(request, server.message_limit)
         body: MulticastBody = decode_body(request, data, MulticastBody)
-        message = _message(body.message, request)
+        message = message_from(body.message, request)
         timeout = self._deadline(request)
         exclude = set(body.exclude)
         subscribers_only = body.subscribers_only
