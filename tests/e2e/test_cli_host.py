@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -14,6 +17,7 @@ from typing import Any
 import pytest
 
 from support.processes import READY_RE, HostProcess, run_paglets
+from support.waiting import wait_until as wait_for
 
 COUNTER = "paglets.examples.counter:Counter"
 COUNTER_STATE = "paglets.examples.counter:CounterState"
@@ -91,6 +95,48 @@ def test_sigterm_saves_paglets_and_restart_brings_them_back(host_process: Any) -
     state = call(f"{alpha.url}/agents/{agent_id}/state")
     assert state["state"]["count"] == 42
     assert state["state"]["name"] == "kept"
+
+
+TESTS_DIR = str(Path(__file__).resolve().parents[1])
+
+
+def _busy_paglet(alpha: HostProcess) -> str:
+    """A paglet (tests/support Echo, importable in the child via PYTHONPATH) whose handler
+    is blocked when the host is told to stop; its count is 1 in the last checkpoint."""
+    created = call(
+        f"{alpha.url}/agents",
+        "POST",
+        {"agent_class_name": "support.messaging_models:Echo", "state": {"count": 0, "log": []}},
+    )
+    agent_id = created["proxy"]["agent_id"]
+    messages = f"{alpha.url}/agents/{agent_id}/messages"
+    assert call(messages, "POST", {"message": {"kind": "count"}})["result"] == 1
+    call(messages, "POST", {"message": {"kind": "block"}, "oneway": True})
+    return agent_id
+
+
+def test_shutdown_grace_bounds_the_wait_for_a_busy_paglet(host_process: Any) -> None:
+    alpha: HostProcess = host_process(
+        "alpha", args=["--shutdown-grace", "500ms"], env={"PYTHONPATH": TESTS_DIR}
+    )
+    agent_id = _busy_paglet(alpha)
+    assert alpha.terminate() == 0  # the blocked handler (30 s) is not waited for
+    alpha.restart()
+    assert call(f"{alpha.url}/agents/{agent_id}/state")["state"]["count"] == 1
+
+
+def test_second_sigint_stops_waiting(host_process: Any) -> None:
+    alpha: HostProcess = host_process(
+        "alpha", args=["--shutdown-grace", "10m"], env={"PYTHONPATH": TESTS_DIR}
+    )
+    agent_id = _busy_paglet(alpha)
+    alpha.signal(signal.SIGINT)
+    wait_for(lambda: any("stopping" in line for line in alpha.stdout_lines))
+    alpha.signal(signal.SIGINT)
+    assert alpha.wait() == 130
+    assert "Traceback" not in alpha.stderr
+    alpha.restart()
+    assert call(f"{alpha.url}/agents/{agent_id}/state")["state"]["count"] == 1
 
 
 def test_sigint_is_a_clean_stop(host_process: Any) -> None:
@@ -263,3 +309,23 @@ def test_version_with_python_dash_m(tmp_path: Path) -> None:
     result = run_paglets("--version", home=tmp_path)
     assert result.returncode == 0
     assert result.stdout.startswith("paglets ")
+
+
+def test_root_help_lists_host_and_no_command_loads_the_runtime(tmp_path: Path) -> None:
+    result = run_paglets("--help", home=tmp_path)
+    assert result.returncode == 0
+    assert "host" in result.stdout
+    # `import paglets.cli.main` and parsing `paglets host` flags stay light (targets.md
+    # g1): no runtime, no aiohttp, and none of typer's pydantic conversion.
+    probe = (
+        "import sys, io, contextlib\n"
+        "import paglets.cli.main as m\n"
+        "heavy = [n for n in sys.modules if n.startswith('paglets.runtime') or n == 'aiohttp']\n"
+        "with contextlib.redirect_stderr(io.StringIO()):\n"
+        "    code = m.run(['host', '--name', 'a', '--port', 'x', '--max-state-size', '1G'])\n"
+        "print(heavy, code, 'pydantic' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.strip() == "[] 2 False", out.stdout + out.stderr

@@ -617,3 +617,19 @@ def test_message_objects_survive_the_round_trip(client: Http) -> None:
     message = Message("ping")
     body = client.post("/agents/e1/messages", {"message": message.to_wire()}, fmt="msgpack").body
     assert body["result"]["id"] == "e1"
+
+
+def test_legacy_relay_polling_is_gone(client: Http) -> None:
+    assert_error(client.post("/relay/connect"), 410, "legacy-route")
+    assert_error(client.get("/relay/poll/node-a"), 410, "legacy-route")
+
+
+def test_event_streams_are_bounded(host: Host, client: Http) -> None:
+    feed = host.http.events
+    feed.subscribers = 64  # as if 64 streams were open
+    try:
+        answer = client.get("/events/stream")
+        assert_error(answer, 503, "too-many-subscribers", "RemoteHostError")
+        assert answer.headers["Retry-After"]
+    finally:
+        feed.subscribers = 0

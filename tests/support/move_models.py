@@ -63,3 +63,27 @@ class Traveller(Paglet[TravellerState]):
         if message.kind == "go":
             return self.dispatch(message.get_arg("target")).to_wire()
         return self.not_handled()
+
+
+@dataclass
+class CourierState(PagletState):
+    refs: list[dict[str, object]] = field(default_factory=list)
+
+
+class Courier(Paglet[CourierState]):
+    """Uploads and downloads artifacts on request (for the artifact tests)."""
+
+    State = CourierState
+
+    def handle_message(self, message: Message) -> object:
+        if message.kind == "upload":
+            ref = self.upload_artifact(
+                message.get_arg("path"), host_url=message.get_arg("host_url")
+            )
+            self.state.refs.append(ref.to_wire())
+            return ref.to_wire()
+        if message.kind == "download":
+            return str(self.download_artifact(message.get_arg("ref"), message.get_arg("target")))
+        if message.kind == "delete":
+            return self.delete_artifact(message.get_arg("ref"))
+        return self.not_handled()

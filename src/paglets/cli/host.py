@@ -284,7 +284,7 @@ def host(
         bool | None, typer.Option("--metrics/--no-metrics", rich_help_panel=OUT)
     ] = None,
 ) -> None:
-    """Run a paglets host in the foreground until SIGINT/SIGTERM (cli.md section 1)."""
+    """Run a paglets host in the foreground until SIGINT/SIGTERM."""
     if ctx.invoked_subcommand is not None:
         return  # `paglets host drain ...`: the subcommand does the work
     options = HostOptions(
@@ -356,7 +356,7 @@ def drain(
     undo: Annotated[bool, typer.Option(help="Resume admission.")] = False,
     wait: Annotated[bool, typer.Option(help="Show running jobs until they end.")] = False,
 ) -> None:
-    """Ask a host to stop admitting jobs and redirect its queue (cli.md section 1.3)."""
+    """Ask a host to stop admitting jobs and redirect its queue."""
     from paglets.cli.errors import CliError
 
     raise CliError(

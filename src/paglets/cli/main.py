@@ -27,6 +27,7 @@ from paglets.cli.errors import (
     print_error,
     set_debug,
 )
+from paglets.cli.fastparams import speed_up
 
 __all__ = ["app", "main", "run"]
 
@@ -76,6 +77,7 @@ class LazyGroup(TyperGroup):
             return None
         command = typer.main.get_command(sub_app)
         command.name = cmd_name
+        speed_up(command)
         self.commands[cmd_name] = command  # cache: later look-ups are a dict hit
         return command
 
@@ -86,7 +88,6 @@ app = typer.Typer(
     help="paglets: mobile agents for Python. Run a host, move paglets, submit jobs.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    rich_markup_mode=None,
     context_settings={"help_option_names": ["--help", "-h"]},
 )
 
@@ -189,6 +190,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     if "--debug" in args[: _first_command_index(args)]:
         set_debug(True)  # before parsing, so parse-time failures get their traceback too
     command = typer.main.get_command(app)
+    speed_up(command)
     try:
         result = command.main(args=args, prog_name="paglets", standalone_mode=False)
     except CliError as exc:

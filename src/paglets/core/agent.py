@@ -293,6 +293,34 @@ class Paglet(Generic[StateT]):
     def file_path(self, name_or_ref: Any) -> Path:
         return self.context.file_path(name_or_ref)
 
+    def upload_artifact(
+        self,
+        path: str | Path,
+        *,
+        host_url: str | None = None,
+        owner_agent_id: str | None = None,
+        name: str | None = None,
+        compression: str = "",
+        expires_at: float = 0.0,
+    ) -> Any:
+        """Store a file as an artifact (on this host, or `host_url`); owner: this paglet."""
+        return self.context.upload_artifact(
+            path,
+            host_url=host_url,
+            owner_agent_id=owner_agent_id,
+            name=name,
+            compression=compression,
+            expires_at=expires_at,
+        )
+
+    def download_artifact(self, artifact: Any, target: str | Path, *, move: bool = False) -> Path:
+        """Fetch an artifact (size and SHA-256 checked, written atomically); a relative
+        `target` is inside this paglet's work dir."""
+        return self.context.download_artifact(artifact, target, move=move)
+
+    def delete_artifact(self, artifact: Any) -> bool:
+        return self.context.delete_artifact(artifact)
+
     # -- hooks (default: nothing) ------------------------------------------------------
 
     def on_creation(self, event: CreationEvent) -> None: ...
@@ -504,6 +532,32 @@ class PagletContext:
 
     def file_path(self, name_or_ref: Any) -> Path:
         return self._host.file_path_for(self._own_id(), name_or_ref)
+
+    def upload_artifact(
+        self,
+        path: str | Path,
+        *,
+        host_url: str | None = None,
+        owner_agent_id: str | None = None,
+        name: str | None = None,
+        compression: str = "",
+        expires_at: float = 0.0,
+    ) -> Any:
+        return self._host.upload_artifact_for(
+            self._own_id(),
+            path,
+            host_url=host_url,
+            owner_agent_id=owner_agent_id,
+            name=name,
+            compression=compression,
+            expires_at=expires_at,
+        )
+
+    def download_artifact(self, artifact: Any, target: str | Path, *, move: bool = False) -> Path:
+        return self._host.download_artifact_for(self._own_id(), artifact, target, move=move)
+
+    def delete_artifact(self, artifact: Any) -> bool:
+        return self._host.delete_artifact_for(self._own_id(), artifact)
 
     # -- hosts -------------------------------------------------------------------------
 

@@ -381,7 +381,7 @@ class HostClient:
                             target = new_url
                             continue
                     else:
-                        failure = self._error(status, rheaders, data, method, full)
+                        raise self._error(status, rheaders, data, method, full)
                 else:
                     failure = self._error(status, rheaders, data, method, full)
                     if not isinstance(failure, InvalidAgentError) or failure.code == "disposed":

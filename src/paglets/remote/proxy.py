@@ -30,7 +30,13 @@ __all__ = ["PagletProxy", "resolve_ref"]
 
 
 class PagletProxy:
-    """A handle on a paglet. Frozen: equality and hash are `(host_url, agent_id)`."""
+    """A handle on a paglet. Frozen: equality and hash are `(host_url, agent_id)`.
+
+    Routing (module docstring): the host that made it, else a host in this process with
+    that URL, else `client` over the network. A proxy whose client was built with
+    `HostClient(in_process=False)` always uses the network, even for a host running in this
+    process (`PagletProxy(url, agent_id, HostClient(in_process=False))`).
+    """
 
     __slots__ = ("_host", "acknowledged", "agent_id", "client", "host_url")
 
@@ -148,6 +154,10 @@ class PagletProxy:
         """Where the paglet was last known to be: the client's cached location after it
         followed a move, else `host_url`."""
         client = self.client
+        if client is None:
+            from paglets.remote.client import HostClient
+
+            client = HostClient._default  # only if it exists: asking must not create it
         locations = getattr(client, "locations", None)
         if locations is not None:
             return locations.start(self.host_url, self.agent_id)[0]

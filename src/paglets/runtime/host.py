@@ -132,8 +132,8 @@ class Host:
         allow_modules: list[str] | None = None,
         durability: str = "normal",
         checkpoint_interval: float = 1.0,
-        max_body_bytes: int = 64 * MiB,
-        max_state_bytes: int = 512 * MiB,
+        max_body_bytes: int = 16 * MiB,
+        max_state_bytes: int = 256 * MiB,
         worker_threads: int = 4096,
         default_timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
@@ -175,6 +175,7 @@ class Host:
         self.properties = dict(properties or {})
         self.tls = (tls_cert, tls_key, tls_ca)
         self.allow_modules = allow_modules
+        self.insecure = insecure
         self.max_body_bytes = max_body_bytes
         self.max_state_bytes = max_state_bytes
         self.artifact_limits = (
@@ -346,6 +347,8 @@ class Host:
         if self._socket is not None:
             self._socket.close()
         self.pool.close()
+        if self._artifacts is not None:
+            self._artifacts.close()
         self.events.close()
         self.store.close()
         self._state = "stopped"
@@ -375,19 +378,67 @@ class Host:
 
     @property
     def artifacts(self) -> Any:
-        """The host's `ArtifactStore` (created on first use)."""
+        """The host's `ArtifactStore` (opened on first use, once)."""
         store = self._artifacts
         if store is None:
-            from paglets.artifacts import ArtifactStore
+            with self._start_lock:
+                store = self._artifacts
+                if store is None:
+                    from paglets.artifacts import ArtifactStore
 
-            max_bytes, quota, ttl = self.artifact_limits
-            store = self._artifacts = ArtifactStore(
-                self.persistence_dir / "artifacts",
-                max_artifact_bytes=max_bytes,
-                quota_bytes=quota,
-                spool_ttl_seconds=ttl,
-            )
+                    max_bytes, quota, ttl = self.artifact_limits
+                    store = self._artifacts = ArtifactStore(
+                        self.persistence_dir / "artifacts",
+                        max_artifact_bytes=max_bytes,
+                        quota_bytes=quota,
+                        spool_ttl_seconds=ttl,
+                        host_name=self.name,
+                        host_id=self.host_id,
+                    )
+        store.host_url = self.address  # final only once the port is bound
         return store
+
+    # -- artifacts for paglets (the rules in runtime/artifact_access.py) -------------
+
+    def upload_artifact_for(
+        self,
+        agent_id: str,
+        path: str | Path,
+        *,
+        host_url: str | None = None,
+        owner_agent_id: str | None = None,
+        name: str | None = None,
+        compression: str = "",
+        expires_at: float = 0.0,
+    ) -> Any:
+        from paglets.runtime import artifact_access
+
+        validate_agent_id(agent_id)
+        return artifact_access.upload_artifact(
+            self,
+            path,
+            host_url=host_url,
+            owner_agent_id=owner_agent_id or agent_id,
+            name=name,
+            compression=compression,
+            expires_at=expires_at,
+        )
+
+    def download_artifact_for(
+        self, agent_id: str, artifact: Any, target: str | Path, *, move: bool = False
+    ) -> Path:
+        from paglets.runtime import artifact_access
+
+        destination = Path(target)
+        if not destination.is_absolute():  # relative paths land in the paglet's work dir
+            destination = self.work_dir_for(agent_id) / destination
+        return artifact_access.download_artifact(self, artifact, destination, move=move)
+
+    def delete_artifact_for(self, agent_id: str, artifact: Any) -> bool:
+        from paglets.runtime import artifact_access
+
+        validate_agent_id(agent_id)
+        return artifact_access.delete_artifact(self, artifact)
 
     @property
     def stopped(self) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
     from paglets.runtime.http_api import HttpServer
 
 __all__ = ["EventFeed", "routes"]
+
+log = logging.getLogger("paglets.http")
 
 QUERY_INT_MAX = 2**62
 PAGE_DEFAULT = 100
@@ -209,6 +212,11 @@ class EventRoutes:
                 await self._pump(request, response, since, kinds, agent_id, job)
             except ConnectionError:
                 pass  # the subscriber went away
+            except Exception:
+                # The answer has begun: an error body cannot follow, so end the stream (the
+                # client resumes with Last-Event-ID).
+                if not feed.closed:
+                    log.exception("event stream to %s failed", request.remote)
             return response
         finally:
             feed.unsubscribe()

@@ -153,7 +153,7 @@ class Routes:
         host = self.host
         server = self.server
         body = host.health()
-        capabilities = list(body.get("capabilities") or ())
+        capabilities: list[str] = list(body.get("capabilities") or ())
         if "events:stream" not in capabilities:
             capabilities.append("events:stream")
         body.update(

@@ -400,6 +400,7 @@ class Lifecycle:
                 if not host.store.delete_agent(agent_id):
                     raise host.missing(agent_id)
                 self._remove_files(agent_id)
+                self._expire_artifacts(agent_id)
                 host.events.emit("dispose", agent_id=agent_id)
                 return
 
@@ -414,6 +415,7 @@ class Lifecycle:
                 host.store.delete_agent(agent_id)
                 self._leave(cell)
                 self._remove_files(agent_id)
+                self._expire_artifacts(agent_id)
                 host.events.emit("dispose", agent_id=agent_id, class_name=cell.info.class_name)
 
             try:
@@ -423,6 +425,12 @@ class Lifecycle:
                 return
             except CellGone:
                 continue
+
+    def _expire_artifacts(self, agent_id: str) -> None:
+        """A disposed owner's artifacts go after a grace period (jobs.md §5)."""
+        host = self.host
+        if host._artifacts is not None or (host.persistence_dir / "artifacts").exists():
+            host.artifacts.expire_owner(agent_id, grace_seconds=3600)
 
     def _remove_files(self, agent_id: str) -> None:
         shutil.rmtree(self.host.work_root / agent_id, ignore_errors=True)
