@@ -163,3 +163,25 @@ def test_a_repeated_prepare_gets_the_same_answer(make_host: Callable[..., Host])
     assert again["outcome"] == "PREPARED"
     assert hooks_of(proxy.agent_id).count(("beta", "on_arrival")) == 1
     assert isinstance(moved, PagletProxy)
+
+
+def test_registered_files_travel_with_the_paglet(make_host: Callable[..., Host], tmp_path) -> None:
+    alpha, beta = two_hosts(make_host)
+    proxy = alpha.create(mm.Traveller)
+    keep = tmp_path / "notes.txt"
+    keep.write_text("copied along")
+    gone = tmp_path / "data.bin"
+    gone.write_bytes(b"\x00\x01" * 1000)
+    alpha.register_file_for(proxy.agent_id, keep)
+    alpha.register_file_for(proxy.agent_id, gone, mode="move")
+    proxy.dispatch(beta.address)
+    files = {f.name: f for f in beta.registered_files_for(proxy.agent_id)}
+    assert set(files) == {"notes.txt", "data.bin"}
+    assert files["notes.txt"].status == "available"
+    assert beta.file_path_for(proxy.agent_id, "notes.txt").read_text() == "copied along"
+    assert beta.file_path_for(proxy.agent_id, "data.bin").read_bytes() == b"\x00\x01" * 1000
+    assert beta.file_path_for(proxy.agent_id, "data.bin").is_relative_to(
+        beta.work_dir_for(proxy.agent_id)
+    )
+    assert keep.exists() and not gone.exists()  # "move" deletes the source after the commit
+    assert beta.artifacts.list() == []  # staged artifacts were claimed

@@ -137,6 +137,8 @@ class Delivery:
             url,
             agent_id,
             message,
+            sender=sender,
+            reply_to=host.address if sender is not None else None,
             oneway=oneway,
             activate_if_inactive=activate_if_inactive,
             no_delay=no_delay,

@@ -220,6 +220,7 @@ class Host:
         self.http: Any = None
         self._artifacts: Any = None
         self._host_id: str | None = None
+        self._owns_client = False
 
     # -- start and stop ------------------------------------------------------------------
 
@@ -349,6 +350,8 @@ class Host:
         self.pool.close()
         if self._artifacts is not None:
             self._artifacts.close()
+        if self.client is not None and self._owns_client:
+            self.client.close()
         self.events.close()
         self.store.close()
         self._state = "stopped"
@@ -373,7 +376,11 @@ class Host:
         if client is None:
             from paglets.remote.client import HostClient
 
-            client = self.client = HostClient(api_key=self.api_key)
+            cert, key, ca = self.tls
+            self._owns_client = True
+            client = self.client = HostClient(
+                api_key=self.api_key, tls_ca=ca, tls_cert=cert, tls_key=key, owner_url=self.address
+            )
         return client
 
     @property

@@ -10,6 +10,7 @@ is at least one durable copy of P and at most one live copy.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -55,6 +56,7 @@ MSGPACK = "application/msgpack"
 COMMIT_BACKOFF = (0.2, 30.0)
 STATUS_BACKOFF = (1.0, 60.0)
 PREFLIGHT_FRESH = 2.0  # seconds a peer's /health answer is trusted for preflight
+STAGED_FILE_TTL = 86400.0  # staged files expire unless a PREPARE claims them
 
 
 def fault(point: str) -> None:
@@ -151,12 +153,15 @@ class Transfers:
         url = host.resolve_host_url(ticket.destination).rstrip("/")
         peer = self._preflight(url, ticket)
         cell = host._cell_of(agent_id)
+        # Registered files go first, as artifacts on T, under a timeout of their own: the
+        # ticket's clock starts after them (network.md §4).
+        staged = self._stage_files(url, cell)
         deadline = time.monotonic() + ticket.timeout
 
         def op() -> PagletProxy:
             if cell.gone:
                 raise CellGone
-            return self._move_in_turn(cell, kind, url, peer, ticket, deadline)
+            return self._move_in_turn(cell, kind, url, peer, ticket, deadline, staged)
 
         return host.turns.call(cell, op, system=True, timeout=ticket.timeout, what=kind)
 
@@ -205,6 +210,47 @@ class Transfers:
             )
         return peer
 
+    def _stage_files(self, url: str, cell: Cell) -> list[dict[str, Any]]:
+        refs = cell.info.meta.get("files") or []
+        staged: list[dict[str, Any]] = []
+        try:
+            for ref in refs:
+                artifact = self.host.peer_client.upload_artifact(
+                    url,
+                    ref["current_path"],
+                    owner_agent_id=cell.agent_id,
+                    name=ref["name"],
+                    expires_at=time.time() + STAGED_FILE_TTL,
+                )
+                staged.append(
+                    {
+                        "name": ref["name"],
+                        "mode": ref.get("mode", "copy"),
+                        "artifact_id": artifact.artifact_id,
+                        "sha256": artifact.sha256,
+                        "size_bytes": artifact.size_bytes,
+                        "file": ref,
+                    }
+                )
+        except (PagletError, OSError) as exc:
+            for item in staged:
+                with contextlib.suppress(Exception):
+                    self.host.peer_client.delete_artifact(
+                        {
+                            "host_url": url,
+                            "artifact_id": item["artifact_id"],
+                            "name": item["name"],
+                            "size_bytes": item["size_bytes"],
+                            "sha256": item["sha256"],
+                        }
+                    )
+            raise TransferError(
+                f"could not stage the registered files of {cell.agent_id!r} on {url}: {exc}",
+                stage="file-upload",
+                code="file-upload",
+            ) from None
+        return staged
+
     def _move_in_turn(
         self,
         cell: Cell,
@@ -213,6 +259,7 @@ class Transfers:
         peer: dict[str, Any],
         ticket: TransferTicket,
         deadline: float,
+        staged: list[dict[str, Any]],
     ) -> PagletProxy:
         from paglets.runtime.lifecycle import _departure_hooks
 
@@ -272,6 +319,7 @@ class Transfers:
             "state_sha256": hashlib.sha256(state).hexdigest(),
             "isolation": str(info.cls.ISOLATION),
             "metadata": {k: v for k, v in info.meta.items() if k != "files"},
+            "registered_files": staged,
             "created_at": time.time() if clone else info.created_at,
         }
         now = time.time()
@@ -345,6 +393,8 @@ class Transfers:
         acknowledged = self._send_commit(self.log.get(tid, "source") or record, until=deadline)
         if not clone:
             host.lifecycle._leave(cell)
+            if acknowledged:
+                _delete_moved_sources(staged)
         host.events.emit(
             kind,
             agent_id=agent_id,
@@ -595,6 +645,11 @@ class Transfers:
         except PagletError as exc:
             return self._reject(tid, header, exc, str(exc.code or "target-rejected"))
         deadline = started + header.deadline_ms / 1000.0
+        try:  # files first, so the record (and a rebuild after a crash) knows them
+            header.metadata["files"] = self._place_files(agent_id, header.registered_files)
+        except (PagletError, OSError) as exc:
+            host.lifecycle._remove_files(agent_id)
+            return self._reject(tid, header, exc, "file-upload")
         now = time.time()
         record = TransferRecord(
             transfer_id=tid,
@@ -656,6 +711,45 @@ class Transfers:
             raise
         fault("target-before-prepared-reply")
         return reply
+
+    def _place_files(self, agent_id: str, staged: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Check each staged artifact's hash and move it into the arrival's work dir; the
+        names are sanitised and paths in the refs are never read (network.md §4)."""
+        if not staged:
+            return []
+        from paglets.artifacts import safe_file_name
+
+        host = self.host
+        folder = host.work_dir_for(agent_id) / "files"
+        folder.mkdir(parents=True, exist_ok=True)
+        placed = []
+        for item in staged:
+            try:
+                ref = host.artifacts.get(str(item["artifact_id"]))
+            except PagletError:
+                raise TransferError(
+                    f"staged file {item.get('name')!r} is missing on {host.name!r}",
+                    code="file-upload",
+                ) from None
+            if ref.sha256 != item.get("sha256"):
+                raise TransferError(
+                    f"staged file {item.get('name')!r} does not match its sha256",
+                    code="checksum-mismatch",
+                )
+            name = safe_file_name(str(item.get("name") or ref.name), fallback="file")
+            path = host.artifacts.export_to_path(ref.artifact_id, folder / name, move=True)
+            original = dict(item.get("file") or {})
+            original.update(
+                {
+                    "name": name,
+                    "current_host_name": host.name,
+                    "current_host_url": host.address,
+                    "current_path": str(path),
+                    "status": "available",
+                }
+            )
+            placed.append(original)
+        return placed
 
     def _build(self, spec: Any, state_obj: Any, header: PrepareHeader) -> Cell:
         host = self.host
@@ -953,6 +1047,16 @@ class Transfers:
 
     def listing(self, **filters: Any) -> list[dict[str, Any]]:
         return [r.to_wire() for r in self.log.listing(**filters)]
+
+
+def _delete_moved_sources(staged: list[dict[str, Any]]) -> None:
+    """`mode="move"` files are deleted on the source only after the COMMIT ack."""
+    for item in staged:
+        if item.get("mode") == "move":
+            path = (item.get("file") or {}).get("current_path")
+            if path:
+                with contextlib.suppress(OSError):
+                    os.remove(path)
 
 
 def _check_tid(tid: str) -> None:
