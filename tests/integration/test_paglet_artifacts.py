@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
-from paglets import Host, Message
+from paglets import Host, Message, PagletProxy
 from support import move_models as mm
 
 
@@ -39,3 +39,20 @@ def test_disposing_the_owner_schedules_its_artifacts_for_deletion(
     (kept,) = alpha.artifacts.list()
     assert kept.artifact_id == ref["artifact_id"]
     assert kept.expires_at > 0  # expires after the grace period, not at once
+
+
+def test_send_artifact_carries_a_file_to_a_paglet_on_another_host(
+    make_host: Callable[..., Host], tmp_path: Path
+) -> None:
+    alpha, beta = make_host("alpha"), make_host("beta")
+    receiver = beta.create(mm.Courier)
+    proxy = PagletProxy(beta.address, receiver.agent_id)
+    report = tmp_path / "report.txt"
+    report.write_text("42 results")
+    saved = proxy.send_artifact(
+        Message("download", {"target": "got.txt"}), report, arg_name="ref", move=True
+    )
+    assert Path(saved).read_text() == "42 results"
+    assert not report.exists()  # move=True: deleted once delivered
+    (stored,) = beta.artifacts.list()
+    assert stored.owner_agent_id == receiver.agent_id

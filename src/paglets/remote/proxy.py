@@ -13,6 +13,8 @@ The first two paths are the in-process runtime's own calls; only the third encod
 
 from __future__ import annotations
 
+import contextlib
+import os
 from typing import TYPE_CHECKING, Any
 
 from paglets.core.errors import PagletError
@@ -300,6 +302,56 @@ class PagletProxy:
         )
 
     # -- lifecycle ---------------------------------------------------------------------
+
+    def send_artifact(
+        self,
+        message: Message,
+        path: str | os.PathLike[str],
+        *,
+        arg_name: str = "artifact",
+        move: bool = False,
+        name: str | None = None,
+        compression: str = "",
+        timeout: float | None = None,
+    ) -> Any:
+        """Upload `path` to the host where the paglet lives (owned by the paglet), then send a
+        copy of `message` whose `args[arg_name]` is the artifact's ref. A failed delivery
+        deletes the artifact; `move=True` deletes the local file once delivered."""
+        address = str(self.info().get("address") or self.host_url)
+        host = self._local()
+        if host is not None:
+            from paglets.runtime import artifact_access
+
+            ref = artifact_access.upload_artifact(
+                host,
+                path,
+                host_url=address,
+                owner_agent_id=self.agent_id,
+                name=name,
+                compression=compression,
+            )
+
+            def delete() -> None:
+                artifact_access.delete_artifact(host, ref)
+        else:
+            client = self._remote()
+            ref = client.upload_artifact(
+                address, path, owner_agent_id=self.agent_id, name=name, compression=compression
+            )
+
+            def delete() -> None:
+                client.delete_artifact(ref)
+
+        carried = message.copy(args={**message.args, arg_name: ref.to_wire()})
+        try:
+            reply = self.send(carried, timeout=timeout)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                delete()
+            raise
+        if move:
+            os.remove(path)
+        return reply
 
     def dispatch(self, target: str | TransferTicket) -> PagletProxy:
         host = self._local()
