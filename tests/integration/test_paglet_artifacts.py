@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
-from paglets import Host, Message, PagletProxy
+from paglets import Host, HostClient, Message, PagletProxy
 from support import move_models as mm
 
 
@@ -44,9 +44,9 @@ def test_disposing_the_owner_schedules_its_artifacts_for_deletion(
 def test_send_artifact_carries_a_file_to_a_paglet_on_another_host(
     make_host: Callable[..., Host], tmp_path: Path
 ) -> None:
-    alpha, beta = make_host("alpha"), make_host("beta")
+    beta = make_host("beta")
     receiver = beta.create(mm.Courier)
-    proxy = PagletProxy(beta.address, receiver.agent_id)
+    proxy = PagletProxy(beta.address, receiver.agent_id, HostClient(in_process=False))  # over HTTP
     report = tmp_path / "report.txt"
     report.write_text("42 results")
     saved = proxy.send_artifact(
