@@ -1,121 +1,98 @@
-"""HTTP routes of the move protocol (network.md §1.8, §2.2) and of agent locations."""
+"""HTTP routes of the move protocol (network.md §1.8, §2.2) and of agent locations.
+
+Errors are answered by the HTTP app's guard; bodies are read with its limits (the
+state limit for PREPARE, the control limit for the rest).
+"""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 from aiohttp import web
 
-from paglets.core.errors import PagletError, error_to_wire, http_status_for
+from paglets.runtime.http_wire import read_body, refuse, reply
 
 if TYPE_CHECKING:
     from paglets.runtime.host import Host
 
-MSGPACK = "application/msgpack"
+
+class LocationBody(msgspec.Struct):
+    """A paglet's new place, sent to its home host after each move."""
+
+    url: str
+    epoch: int
+    host_name: str = ""
+    host_id: str = ""
+    agent_id: str = ""
 
 
 def transfer_routes(host: Host) -> list[web.RouteDef]:
     transfers = host.transfers
 
-    async def blocking(fn: Callable[[], Any]) -> Any:
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
+    async def call(request: web.Request, fn: Any, *args: Any) -> web.Response:
+        return reply(request, await host.http.run_blocking(fn, *args))
 
-        def run() -> None:
-            try:
-                result = fn()
-            except BaseException as exc:
-                loop.call_soon_threadsafe(_set_exception, future, exc)
-            else:
-                loop.call_soon_threadsafe(_set_result, future, result)
-
-        host.pool.submit(run)
-        return await future
-
-    def answer(request: web.Request, payload: Any, status: int = 200) -> web.Response:
-        if MSGPACK in request.headers.get("Accept", ""):
-            return web.Response(
-                body=msgspec.msgpack.encode(payload), status=status, content_type=MSGPACK
-            )
-        return web.json_response(
-            payload, status=status, dumps=lambda v: msgspec.json.encode(v).decode()
+    async def prepare(request: web.Request) -> web.Response:
+        data = await read_body(
+            request, host.http.state_limit, code="state-too-large", what="envelope"
         )
+        return await call(request, transfers.prepare, request.match_info["tid"], data)
 
-    def route(
-        fn: Callable[[web.Request], Awaitable[Any]],
-    ) -> Callable[[web.Request], Awaitable[web.Response]]:
-        async def handler(request: web.Request) -> web.Response:
-            try:
-                return answer(request, await fn(request))
-            except PagletError as exc:
-                wire = error_to_wire(exc, host_name=host.name, with_traceback=False)
-                status = http_status_for(exc)
-                if wire.get("code") in ("unknown-transfer",):
-                    status = 404
-                wire["status"] = status
-                return answer(request, wire, status)
+    async def commit(request: web.Request) -> web.Response:
+        data = await read_body(request, host.http.control_limit)
+        return await call(request, transfers.commit, request.match_info["tid"], data)
 
-        return handler
+    async def abort(request: web.Request) -> web.Response:
+        await read_body(request, host.http.control_limit)
+        return await call(request, transfers.abort, request.match_info["tid"])
 
-    async def body_of(request: web.Request) -> Any:
-        data = await request.read()
-        if not data:
-            return {}
-        if "json" in request.headers.get("Content-Type", ""):
-            return msgspec.json.decode(data)
-        return msgspec.msgpack.decode(data)
+    async def status(request: web.Request) -> web.Response:
+        return await call(request, transfers.status, request.match_info["tid"])
 
-    async def prepare(request: web.Request) -> Any:
-        data = await request.read()
-        return await blocking(lambda: transfers.prepare(request.match_info["tid"], data))
-
-    async def commit(request: web.Request) -> Any:
-        data = await request.read()
-        return await blocking(lambda: transfers.commit(request.match_info["tid"], data))
-
-    async def abort(request: web.Request) -> Any:
-        await request.read()
-        return await blocking(lambda: transfers.abort(request.match_info["tid"]))
-
-    async def status(request: web.Request) -> Any:
-        return await blocking(lambda: transfers.status(request.match_info["tid"]))
-
-    async def listing(request: web.Request) -> Any:
+    async def listing(request: web.Request) -> web.Response:
         q = request.query
-        return {
-            "transfers": await blocking(
-                lambda: transfers.listing(
+
+        def run() -> dict[str, Any]:
+            return {
+                "transfers": transfers.listing(
                     role=q.get("role"), status=q.get("status"), agent_id=q.get("agent_id")
                 )
+            }
+
+        return await call(request, run)
+
+    async def location(request: web.Request) -> web.Response:
+        return await call(request, transfers.location, request.match_info["agent_id"])
+
+    async def note_location(request: web.Request) -> web.Response:
+        data = await read_body(request, host.http.control_limit)
+        try:
+            decode = (
+                msgspec.msgpack.decode
+                if "msgpack" in (request.content_type or "")
+                else msgspec.json.decode
             )
-        }
-
-    async def location(request: web.Request) -> Any:
-        return await blocking(lambda: transfers.location(request.match_info["agent_id"]))
-
-    async def note_location(request: web.Request) -> Any:
-        body = await body_of(request)
-        return await blocking(lambda: transfers.note_location(request.match_info["agent_id"], body))
+            body = decode(data, type=LocationBody)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            refuse(
+                f"a location needs url and epoch: {exc}",
+                code="invalid-body",
+                error_type="SerializationError",
+            )
+        return await call(
+            request,
+            transfers.note_location,
+            request.match_info["agent_id"],
+            msgspec.structs.asdict(body),
+        )
 
     return [
-        web.post("/transfers/{tid}/prepare", route(prepare)),
-        web.post("/transfers/{tid}/commit", route(commit)),
-        web.post("/transfers/{tid}/abort", route(abort)),
-        web.get("/transfers/{tid}", route(status)),
-        web.get("/transfers", route(listing)),
-        web.get("/agents/{agent_id}/location", route(location)),
-        web.post("/agents/{agent_id}/location", route(note_location)),
+        web.post("/transfers/{tid}/prepare", prepare),
+        web.post("/transfers/{tid}/commit", commit),
+        web.post("/transfers/{tid}/abort", abort),
+        web.get("/transfers/{tid}", status),
+        web.get("/transfers", listing),
+        web.get("/agents/{agent_id}/location", location),
+        web.post("/agents/{agent_id}/location", note_location),
     ]
-
-
-def _set_result(future: asyncio.Future[Any], value: Any) -> None:
-    if not future.done():
-        future.set_result(value)
-
-
-def _set_exception(future: asyncio.Future[Any], exc: BaseException) -> None:
-    if not future.done():
-        future.set_exception(exc)
