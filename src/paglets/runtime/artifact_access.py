@@ -4,6 +4,7 @@ directly, any other host through the client (api.md §1.4, §18)."""
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +29,7 @@ def _in_process(host: Host, url: str | None) -> Host | None:
 
 def upload_artifact(
     host: Host,
-    path: str | Path,
+    path: str | os.PathLike[str],
     *,
     host_url: str | None = None,
     owner_agent_id: str | None = None,
