@@ -185,3 +185,18 @@ def test_registered_files_travel_with_the_paglet(make_host: Callable[..., Host],
     )
     assert keep.exists() and not gone.exists()  # "move" deletes the source after the commit
     assert beta.artifacts.list() == []  # staged artifacts were claimed
+
+
+def test_inactive_arrival_runs_no_hooks_until_woken(make_host: Callable[..., Host]) -> None:
+    from paglets import ArrivalMode
+
+    alpha, beta = two_hosts(make_host)
+    proxy = alpha.create(mm.Traveller)
+    proxy.send(Message("add", {"n": 4}))
+    moved = proxy.dispatch(TransferTicket(beta.address, arrival_mode=ArrivalMode.INACTIVE))
+    assert moved.host_url == beta.address
+    assert proxy.agent_id not in beta.registry.live
+    assert beta.agent_info(proxy.agent_id)["active"] is False
+    assert ("beta", "on_arrival") not in hooks_of(proxy.agent_id)
+    assert proxy.send(Message("add")) == 5  # the message wakes it on beta
+    assert proxy.agent_id in beta.registry.live

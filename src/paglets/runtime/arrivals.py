@@ -21,6 +21,8 @@ from paglets.core.errors import (
 )
 from paglets.core.events import CloneEvent, MobilityEvent
 from paglets.core.ids import validate_agent_id
+from paglets.persistence.policy import DeactivationPolicy, DeactivationRequest
+from paglets.persistence.store import AgentRow
 from paglets.persistence.transfer_log import TransferLog, TransferRecord
 from paglets.runtime.mailbox import Cell
 from paglets.runtime.registry import AgentInfo
@@ -208,6 +210,9 @@ class Arrivals:
                 self.log.insert(record)
                 self.log.note_epoch(agent_id, header.epoch)
             fault("target-after-prepare-persisted")
+            if _arrives_inactive(header):
+                # Validated and persisted; no instance and no hooks until it is woken.
+                return self._prepared_reply(tid, header, state)
             cell = self._build(spec, state_obj, header)
             try:
                 self._run_arrival_hooks(cell, header, tid)
@@ -225,17 +230,8 @@ class Arrivals:
                     ),
                     "prepare-timeout",
                 )
-            post_state = host.lifecycle._encode(cell)
-            reply = {
-                "transfer_id": tid,
-                "outcome": "PREPARED",
-                "epoch": header.epoch,
-                "target": self._me(),
-                "error": None,
-            }
-            self.log.set_status(tid, "PREPARED", reply=reply, state=post_state, hooks_done=True)
             self._prepared[tid] = cell
-            host.events.emit("transfer-prepared", agent_id=agent_id, data={"transfer_id": tid})
+            reply = self._prepared_reply(tid, header, host.lifecycle._encode(cell))
         except BaseException:
             with host.registry.lock:
                 if not any(c.agent_id == agent_id for c in self._prepared.values()):
@@ -370,7 +366,69 @@ class Arrivals:
             "proxy": {"host_url": self.host.address, "agent_id": record.agent_id},
         }
 
+    def _prepared_reply(self, tid: str, header: PrepareHeader, post_state: bytes) -> dict[str, Any]:
+        """Persist PREPARED with the post-hook state, then (and only then) answer it."""
+        reply = {
+            "transfer_id": tid,
+            "outcome": "PREPARED",
+            "epoch": header.epoch,
+            "target": self._me(),
+            "error": None,
+        }
+        self.log.set_status(tid, "PREPARED", reply=reply, state=post_state, hooks_done=True)
+        self.host.events.emit(
+            "transfer-prepared", agent_id=header.agent_id, data={"transfer_id": tid}
+        )
+        return reply
+
+    def _commit_inactive(self, record: TransferRecord) -> dict[str, Any]:
+        """`arrival_mode=INACTIVE`: COMMIT writes an inactive record; `on_activation` runs
+        when the paglet is woken (no `on_arrival`, as paglets 2.0)."""
+        host = self.host
+        header = msgspec.convert(record.header, PrepareHeader)
+        spec = host.classes.get(header.agent_class_name)
+        policy = header.policy or DeactivationPolicy().to_wire()
+        row = AgentRow(
+            agent_id=record.agent_id,
+            class_name=spec.class_name,
+            state_class_name=spec.state_class_name,
+            state=record.state or b"",
+            state_version=spec.state_version,
+            status="inactive",
+            epoch=record.epoch,
+            home_url=str(header.home.get("url") or record.peer_url),
+            created_at=header.created_at or time.time(),
+            checkpointed_at=time.time(),
+            deactivated_at=time.time(),
+            policy=policy,
+            request=DeactivationRequest(reason="transfer", source="transfer").to_wire(),
+            meta=dict(header.metadata),
+        )
+        with host.store.transaction():
+            host.store.put_agent(row)
+            self.log.set_status(record.transfer_id, "COMMITTED")
+            self.log.drop_pointer(record.agent_id)
+            self.log.note_epoch(record.agent_id, record.epoch)
+        with host.registry.lock:
+            host.registry.reserved.discard(record.agent_id)
+        self._arrival_ended()
+        host.events.emit(
+            "arrival",
+            agent_id=record.agent_id,
+            class_name=spec.class_name,
+            data={
+                "source": record.peer_url,
+                "reason": record.kind,
+                "epoch": record.epoch,
+                "inactive": True,
+            },
+        )
+        self._tell_home(record.agent_id, row.home_url, record.epoch)
+        return self._commit_reply(record)
+
     def make_live(self, record: TransferRecord) -> dict[str, Any]:
+        if _arrives_inactive(record.header):
+            return self._commit_inactive(record)
         host = self.host
         with self._lock:
             cell = self._prepared.pop(record.transfer_id, None)
@@ -389,6 +447,7 @@ class Arrivals:
             self.log.note_epoch(record.agent_id, record.epoch)
         fault("target-after-commit-persisted")
         host.lifecycle._go_live(cell)
+        self._arrival_ended()
         host.turns.release(cell)
         host.events.emit(
             "arrival",
@@ -397,29 +456,27 @@ class Arrivals:
             data={"source": record.peer_url, "reason": record.kind, "epoch": record.epoch},
         )
         host.lifecycle.start_run(cell)
-        self._tell_home(cell)
+        self._tell_home(cell.agent_id, cell.info.home_url, cell.info.epoch)
         return self._commit_reply(record)
 
-    def _tell_home(self, cell: Cell) -> None:
-        home = cell.info.home_url
+    def _tell_home(self, agent_id: str, home: str, epoch: int) -> None:
+        """The home host learns each new place (best effort; proxies follow pointers too)."""
         host = self.host
         if not home or host.is_local_url(home):
             return
         body = {
-            "agent_id": cell.agent_id,
+            "agent_id": agent_id,
             "host_id": host.host_id,
             "host_name": host.name,
             "url": host.address,
-            "epoch": cell.info.epoch,
+            "epoch": epoch,
         }
 
         def send() -> None:
             try:
-                host.peer_client.post_json(
-                    f"{home}/agents/{cell.agent_id}/location", body, timeout=5.0
-                )
+                host.peer_client.post_json(f"{home}/agents/{agent_id}/location", body, timeout=5.0)
             except Exception as exc:  # best effort; proxies still follow pointers
-                log.info("could not tell home %s where %s is: %s", home, cell.agent_id, exc)
+                log.info("could not tell home %s where %s is: %s", home, agent_id, exc)
 
         try:
             host.pool.submit(send)
@@ -467,3 +524,8 @@ class Arrivals:
         else:
             delay = min(STATUS_BACKOFF[1], STATUS_BACKOFF[0] * (2 ** min(record.attempts, 10)))
             self.log.schedule(record.transfer_id, record.attempts + 1, time.time() + delay)
+
+
+def _arrives_inactive(header: PrepareHeader | dict[str, Any]) -> bool:
+    ticket = header.ticket if isinstance(header, PrepareHeader) else header.get("ticket") or {}
+    return ticket.get("arrival_mode") == "inactive"
