@@ -200,3 +200,15 @@ def test_inactive_arrival_runs_no_hooks_until_woken(make_host: Callable[..., Hos
     assert ("beta", "on_arrival") not in hooks_of(proxy.agent_id)
     assert proxy.send(Message("add")) == 5  # the message wakes it on beta
     assert proxy.agent_id in beta.registry.live
+
+
+def test_an_old_in_process_proxy_follows_for_every_call(make_host: Callable[..., Host]) -> None:
+    alpha, beta = two_hosts(make_host)
+    proxy = alpha.create(mm.Traveller)
+    proxy.dispatch(beta.address)
+    assert proxy.info()["host"] == "beta"
+    assert proxy.is_active()
+    assert proxy.get_state().visited == ["beta"]
+    assert proxy.send_future(Message("add")).get_reply() == 1
+    back = proxy.retract()  # "here" is alpha, the host that made this proxy
+    assert back.host_url == alpha.address and proxy.agent_id in alpha.registry.live

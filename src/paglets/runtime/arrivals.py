@@ -132,6 +132,16 @@ class Arrivals:
             raise SerializationError(
                 "envelope transfer_id does not match the URL", code="invalid-body"
             )
+        wanted = header.target.get("host_id")
+        if wanted and wanted != host.host_id:
+            return self._reject(
+                tid,
+                header,
+                TransferError(
+                    f"this envelope is for host id {wanted}, not {host.name!r} ({host.host_id})"
+                ),
+                "wrong-host",
+            )
         if header.protocol != PROTOCOL:
             return self._reject(
                 tid,

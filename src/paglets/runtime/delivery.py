@@ -204,6 +204,8 @@ class Delivery:
             except BaseException as exc:
                 if claimed is not None:
                     claimed.set_exception(exc)
+                if isinstance(exc, PagletMovedError):
+                    raise  # the caller follows the paglet (in-process proxies, HTTP 307)
                 result.set_exception(exc)
                 return FutureReply(result)
             if claimed is not None:

@@ -310,8 +310,6 @@ class Departures:
         acknowledged = self.send_commit(self.log.get(tid, "source") or record, until=deadline)
         if not clone:
             host.lifecycle._leave(cell)
-            if acknowledged:
-                _delete_moved_sources(staged)
         host.events.emit(
             kind,
             agent_id=agent_id,
@@ -399,6 +397,8 @@ class Departures:
                 )
                 if status == 200:
                     self.log.set_status(record.transfer_id, "ACKED")
+                    if record.kind != "clone":  # `mode="move"` sources go only after the ack
+                        _delete_moved_sources(record.header.get("registered_files") or [])
                     return True
                 log.warning("COMMIT of %s answered %s: %s", record.transfer_id, status, data[:200])
             except (RemoteHostError, PagletTimeoutError, OSError) as exc:

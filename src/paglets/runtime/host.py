@@ -275,7 +275,8 @@ class Host:
         self.port = sock.getsockname()[1]
         if self.public_url is None:
             shown = self.bind_host if ":" not in self.bind_host else f"[{self.bind_host}]"
-            self.address = f"http://{shown}:{self.port}"
+            scheme = "https" if self.tls[0] else "http"
+            self.address = f"{scheme}://{shown}:{self.port}"
             self.events.host_address = self.address
 
     def serve_forever(self) -> None:

@@ -25,6 +25,7 @@ from paglets.artifacts import ArtifactRef, safe_file_name
 from paglets.core.errors import HostError
 from paglets.runtime.http_wire import (
     BODY_IDLE_SECONDS,
+    SERVER_KEY,
     HttpRefusal,
     decode_body,
     read_body,
@@ -150,7 +151,7 @@ class _ArtifactApi:
     async def _run(self, request: web.Request, fn: Callable[..., Any], *args: Any) -> Any:
         """`fn(*args)` off the event loop: on the host's worker pool when the host's server
         runs this app, else the loop's default executor."""
-        server = request.app.get("paglets.server")
+        server = request.app.get(SERVER_KEY)
         try:
             if server is not None:
                 return await server.run_blocking(fn, *args)
