@@ -212,3 +212,14 @@ def test_an_old_in_process_proxy_follows_for_every_call(make_host: Callable[...,
     assert proxy.send_future(Message("add")).get_reply() == 1
     back = proxy.retract()  # "here" is alpha, the host that made this proxy
     assert back.host_url == alpha.address and proxy.agent_id in alpha.registry.live
+
+
+def test_large_state_back_and_forth_leaves_one_copy(make_host: Callable[..., Host]) -> None:
+    """A 16 MiB paglet moved A→B→A→B at once: every hop leaves exactly one live copy."""
+    alpha, beta = two_hosts(make_host)
+    proxy = alpha.create(mm.Traveller, mm.TravellerState(payload=b"\x07" * (16 << 20)))
+    for target in (beta, alpha, beta):
+        proxy = proxy.dispatch(target.address)
+        live = [h.name for h in (alpha, beta) if proxy.agent_id in h.registry.live]
+        assert live == [target.name]
+    assert len(beta.get_state(proxy.agent_id).payload) == 16 << 20

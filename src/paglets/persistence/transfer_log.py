@@ -27,7 +27,6 @@ CREATE TABLE IF NOT EXISTS transfers (
     status TEXT NOT NULL,
     peer_url TEXT NOT NULL,
     header BLOB NOT NULL,
-    state BLOB,
     reply BLOB,
     hooks_done INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL,
@@ -37,6 +36,12 @@ CREATE TABLE IF NOT EXISTS transfers (
     next_attempt REAL NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS transfers_open ON transfers(role, status);
+-- A target's arrival state, apart from its record: status updates never rewrite the blob,
+-- and listing open transfers never reads it. Dropped once the transfer is decided.
+CREATE TABLE IF NOT EXISTS transfer_states (
+    transfer_id TEXT PRIMARY KEY NOT NULL,
+    state BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS forwards (
     agent_id TEXT PRIMARY KEY NOT NULL,
     url TEXT NOT NULL,
@@ -53,9 +58,10 @@ CREATE TABLE IF NOT EXISTS epochs (
 """
 
 _COLUMNS = (
-    "transfer_id, role, agent_id, kind, epoch, status, peer_url, header, state, reply, "
+    "transfer_id, role, agent_id, kind, epoch, status, peer_url, header, reply, "
     "hooks_done, created_at, updated_at, deadline, attempts, next_attempt"
 )
+_DECIDED = ("COMMITTED", "ACKED", "ABORTED", "REJECTED")
 
 
 @dataclass(slots=True)
@@ -114,7 +120,7 @@ class Pointer:
         }
 
 
-def _record(row: tuple[Any, ...]) -> TransferRecord:
+def _record(row: tuple[Any, ...], state: bytes | None = None) -> TransferRecord:
     return TransferRecord(
         transfer_id=row[0],
         role=row[1],
@@ -124,14 +130,14 @@ def _record(row: tuple[Any, ...]) -> TransferRecord:
         status=row[5],
         peer_url=row[6],
         header=msgspec.msgpack.decode(row[7]),
-        state=row[8],
-        reply=None if row[9] is None else msgspec.msgpack.decode(row[9]),
-        hooks_done=bool(row[10]),
-        created_at=row[11],
-        updated_at=row[12],
-        deadline=row[13],
-        attempts=row[14],
-        next_attempt=row[15],
+        state=state,
+        reply=None if row[8] is None else msgspec.msgpack.decode(row[8]),
+        hooks_done=bool(row[9]),
+        created_at=row[10],
+        updated_at=row[11],
+        deadline=row[12],
+        attempts=row[13],
+        next_attempt=row[14],
     )
 
 
@@ -143,36 +149,56 @@ class TransferLog:
     # -- records -----------------------------------------------------------------------
 
     def insert(self, record: TransferRecord) -> None:
+        with self.store.transaction():
+            self.store.execute(
+                f"INSERT INTO transfers ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.transfer_id,
+                    record.role,
+                    record.agent_id,
+                    record.kind,
+                    record.epoch,
+                    record.status,
+                    record.peer_url,
+                    msgspec.msgpack.encode(record.header),
+                    None if record.reply is None else msgspec.msgpack.encode(record.reply),
+                    int(record.hooks_done),
+                    record.created_at,
+                    record.updated_at,
+                    record.deadline,
+                    record.attempts,
+                    record.next_attempt,
+                ),
+            )
+            if record.state is not None:
+                self._put_state(record.transfer_id, record.state)
+
+    def _put_state(self, transfer_id: str, state: bytes) -> None:
         self.store.execute(
-            f"INSERT INTO transfers ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                record.transfer_id,
-                record.role,
-                record.agent_id,
-                record.kind,
-                record.epoch,
-                record.status,
-                record.peer_url,
-                msgspec.msgpack.encode(record.header),
-                record.state,
-                None if record.reply is None else msgspec.msgpack.encode(record.reply),
-                int(record.hooks_done),
-                record.created_at,
-                record.updated_at,
-                record.deadline,
-                record.attempts,
-                record.next_attempt,
-            ),
+            "INSERT INTO transfer_states (transfer_id, state) VALUES (?, ?) "
+            "ON CONFLICT(transfer_id) DO UPDATE SET state = excluded.state",
+            (transfer_id, state),
         )
 
-    def get(self, transfer_id: str, role: str | None = None) -> TransferRecord | None:
+    def get(
+        self, transfer_id: str, role: str | None = None, *, with_state: bool = False
+    ) -> TransferRecord | None:
+        """The record; its arrival state is read only when asked for (it may be large)."""
         sql = f"SELECT {_COLUMNS} FROM transfers WHERE transfer_id = ?"
         params: tuple[Any, ...] = (transfer_id,)
         if role is not None:
             sql += " AND role = ?"
             params = (transfer_id, role)
         rows = self.store.query(sql, params)
-        return _record(rows[0]) if rows else None
+        if not rows:
+            return None
+        state = None
+        if with_state:
+            found = self.store.query(
+                "SELECT state FROM transfer_states WHERE transfer_id = ?", (transfer_id,)
+            )
+            state = found[0][0] if found else None
+        return _record(rows[0], state)
 
     def set_status(
         self,
@@ -183,19 +209,27 @@ class TransferLog:
         state: bytes | None = None,
         hooks_done: bool | None = None,
     ) -> None:
+        """One transaction; a decided transfer drops its arrival state (the agent row or
+        nothing holds it from then on)."""
         sets = ["status = ?", "updated_at = ?"]
         params: list[Any] = [status, time.time()]
         if reply is not None:
             sets.append("reply = ?")
             params.append(msgspec.msgpack.encode(reply))
-        if state is not None:
-            sets.append("state = ?")
-            params.append(state)
         if hooks_done is not None:
             sets.append("hooks_done = ?")
             params.append(int(hooks_done))
         params.append(transfer_id)
-        self.store.execute(f"UPDATE transfers SET {', '.join(sets)} WHERE transfer_id = ?", params)
+        with self.store.transaction():
+            self.store.execute(
+                f"UPDATE transfers SET {', '.join(sets)} WHERE transfer_id = ?", params
+            )
+            if state is not None:
+                self._put_state(transfer_id, state)
+            if status in _DECIDED:
+                self.store.execute(
+                    "DELETE FROM transfer_states WHERE transfer_id = ?", (transfer_id,)
+                )
 
     def schedule(self, transfer_id: str, attempts: int, next_attempt: float) -> None:
         self.store.execute(

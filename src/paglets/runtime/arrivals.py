@@ -49,10 +49,11 @@ class Arrivals:
     def __init__(self, host: Host, log: TransferLog) -> None:
         self.host = host
         self.log = log
-        self._prepared: dict[str, Cell] = {}  # built, not yet live
+        self._prepared: dict[str, tuple[Cell, bytes]] = {}  # built, not yet live, + post-hook state
         self._inflight: dict[str, Future[dict[str, Any]]] = {}  # PREPAREs running
         self._lock = threading.Lock()
         self._arrivals = threading.Condition()  # notified when a prepared arrival ends
+        self._decision_locks = [threading.Lock() for _ in range(64)]
 
     def prepare(self, tid: str, body: bytes) -> dict[str, Any]:
         """Handle PREPARE; the same `tid` always gets the same answer."""
@@ -222,7 +223,7 @@ class Arrivals:
             fault("target-after-prepare-persisted")
             if _arrives_inactive(header):
                 # Validated and persisted; no instance and no hooks until it is woken.
-                return self._prepared_reply(tid, header, state)
+                return self._prepared_reply(tid, header, None)
             cell = self._build(spec, state_obj, header)
             try:
                 self._run_arrival_hooks(cell, header, tid)
@@ -240,11 +241,13 @@ class Arrivals:
                     ),
                     "prepare-timeout",
                 )
-            self._prepared[tid] = cell
-            reply = self._prepared_reply(tid, header, host.lifecycle._encode(cell))
+            post_state = host.lifecycle._encode(cell)
+            self._prepared[tid] = (cell, post_state)
+            # The state is stored once: rewritten only if the hooks changed it (targets d3).
+            reply = self._prepared_reply(tid, header, post_state if post_state != state else None)
         except BaseException:
             with host.registry.lock:
-                if not any(c.agent_id == agent_id for c in self._prepared.values()):
+                if not any(c.agent_id == agent_id for c, _ in self._prepared.values()):
                     host.registry.reserved.discard(agent_id)
             raise
         fault("target-before-prepared-reply")
@@ -352,8 +355,17 @@ class Arrivals:
         with self._arrivals:
             return self._arrivals.wait_for(lambda: agent_id not in registry.reserved, timeout)
 
+    def _decision(self, tid: str) -> threading.Lock:
+        """One decision at a time per transfer: a resent COMMIT, an ABORT or a STATUS answer
+        arriving while another one is being applied waits, then sees its outcome."""
+        return self._decision_locks[hash(tid) % len(self._decision_locks)]
+
     def commit(self, tid: str, body: bytes) -> dict[str, Any]:
         check_tid(tid)
+        with self._decision(tid):
+            return self._commit(tid)
+
+    def _commit(self, tid: str) -> dict[str, Any]:
         record = self.log.get(tid, "target")
         if record is None:
             raise HostError(
@@ -376,8 +388,11 @@ class Arrivals:
             "proxy": {"host_url": self.host.address, "agent_id": record.agent_id},
         }
 
-    def _prepared_reply(self, tid: str, header: PrepareHeader, post_state: bytes) -> dict[str, Any]:
-        """Persist PREPARED with the post-hook state, then (and only then) answer it."""
+    def _prepared_reply(
+        self, tid: str, header: PrepareHeader, post_state: bytes | None
+    ) -> dict[str, Any]:
+        """Persist PREPARED (with the post-hook state when the hooks changed it), then, and
+        only then, answer it."""
         reply = {
             "transfer_id": tid,
             "outcome": "PREPARED",
@@ -398,11 +413,13 @@ class Arrivals:
         header = msgspec.convert(record.header, PrepareHeader)
         spec = host.classes.get(header.agent_class_name)
         policy = header.policy or DeactivationPolicy().to_wire()
+        stored = self.log.get(record.transfer_id, "target", with_state=True)
+        state = (stored.state if stored is not None else None) or b""
         row = AgentRow(
             agent_id=record.agent_id,
             class_name=spec.class_name,
             state_class_name=spec.state_class_name,
-            state=record.state or b"",
+            state=state,
             state_version=spec.state_version,
             status="inactive",
             epoch=record.epoch,
@@ -441,14 +458,15 @@ class Arrivals:
             return self._commit_inactive(record)
         host = self.host
         with self._lock:
-            cell = self._prepared.pop(record.transfer_id, None)
-        if cell is None:  # after a restart: rebuild from the post-hook state, hooks not rerun
+            entry = self._prepared.pop(record.transfer_id, None)
+        if entry is None:  # after a restart: rebuild from the post-hook state, hooks not rerun
+            stored = self.log.get(record.transfer_id, "target", with_state=True)
+            state = (stored.state if stored is not None else None) or b""
             header = msgspec.convert(record.header, PrepareHeader)
             spec = host.classes.get(header.agent_class_name)
-            cell = self._build(
-                spec, codec.decode_state(spec.state_cls, record.state or b""), header
-            )
-        state = record.state if record.state is not None else host.lifecycle._encode(cell)
+            cell = self._build(spec, codec.decode_state(spec.state_cls, state), header)
+        else:
+            cell, state = entry
         row = host.lifecycle._row(cell, state, "active")
         with host.store.transaction():
             host.store.put_agent(row)
@@ -495,6 +513,10 @@ class Arrivals:
 
     def abort(self, tid: str) -> dict[str, Any]:
         check_tid(tid)
+        with self._decision(tid):
+            return self._abort(tid)
+
+    def _abort(self, tid: str) -> dict[str, Any]:
         record = self.log.get(tid, "target")
         if record is not None and record.status == "COMMITTED":
             raise TransferError(
@@ -506,9 +528,9 @@ class Arrivals:
 
     def drop_prepared(self, record: TransferRecord) -> None:
         with self._lock:
-            cell = self._prepared.pop(record.transfer_id, None)
-        if cell is not None:
-            self._discard(cell)
+            entry = self._prepared.pop(record.transfer_id, None)
+        if entry is not None:
+            self._discard(entry[0])
         else:
             with self.host.registry.lock:
                 self.host.registry.reserved.discard(record.agent_id)
@@ -527,10 +549,15 @@ class Arrivals:
         except Exception as exc:
             decision = None
             log.info("STATUS of %s from %s failed: %s", record.transfer_id, record.peer_url, exc)
-        if decision == "COMMITTED":
-            self.make_live(record)
-        elif decision in ("ABORTED", "UNKNOWN"):
-            self.drop_prepared(record)
+        if decision in ("COMMITTED", "ABORTED", "UNKNOWN"):
+            with self._decision(record.transfer_id):
+                current = self.log.get(record.transfer_id, "target")
+                if current is None or current.status != "PREPARED":
+                    return  # a COMMIT or ABORT got here first
+                if decision == "COMMITTED":
+                    self.make_live(current)
+                else:
+                    self.drop_prepared(current)
         else:
             delay = min(STATUS_BACKOFF[1], STATUS_BACKOFF[0] * (2 ** min(record.attempts, 10)))
             self.log.schedule(record.transfer_id, record.attempts + 1, time.time() + delay)

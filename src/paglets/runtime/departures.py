@@ -291,6 +291,8 @@ class Departures:
 
         with host.store.transaction():
             self.log.set_status(tid, "COMMITTED")
+            # This thread sends the first COMMITs; the timer resends only after the deadline.
+            self.log.schedule(tid, 0, time.time() + max(0.0, deadline - time.monotonic()) + 1.0)
             if not clone:
                 host.store.delete_agent(agent_id)
                 self.log.set_pointer(
