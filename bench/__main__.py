@@ -21,7 +21,17 @@ from pathlib import Path
 from typing import Any
 
 from .harness import Result, git_commit, machine_info
-from .inprocess import GROUPS
+from .inprocess import GROUPS as INPROCESS_GROUPS
+from .network import GROUPS as NETWORK_GROUPS
+from .network_load import GROUPS as LOAD_GROUPS
+
+# Every row group, in targets.md's order (a1, a2, ..., f4, f4http, g1, g2).
+GROUPS = dict(sorted({**INPROCESS_GROUPS, **NETWORK_GROUPS, **LOAD_GROUPS}.items()))
+# Names for several groups at once in --only.
+SETS = {
+    "inprocess": [name for name in GROUPS if name in INPROCESS_GROUPS],
+    "network": [name for name in GROUPS if name not in INPROCESS_GROUPS],
+}
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
@@ -41,7 +51,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         default="",
-        help=f"comma-separated row groups to run (default all): {', '.join(GROUPS)}",
+        help=(
+            f"comma-separated row groups to run (default all): {', '.join(GROUPS)}; "
+            f"or {' / '.join(SETS)} for all groups of that kind"
+        ),
     )
     parser.add_argument(
         "--out",
@@ -63,12 +76,13 @@ def _selected(only: str) -> list[str]:
     if not only.strip():
         return list(GROUPS)
     names = [name.strip().lower() for name in only.split(",") if name.strip()]
-    unknown = [name for name in names if name not in GROUPS]
+    unknown = [name for name in names if name not in GROUPS and name not in SETS]
     if unknown:
         raise SystemExit(
             f"python -m bench: unknown row group(s) {', '.join(unknown)} in --only; "
-            f"choose from {', '.join(GROUPS)}"
+            f"choose from {', '.join(GROUPS)} (or {', '.join(SETS)})"
         )
+    names = [member for name in names for member in SETS.get(name, [name])]
     return [name for name in GROUPS if name in names]  # table order, not argument order
 
 

@@ -3,12 +3,25 @@ records (f3) name classes a restarted host can import again."""
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from typing import Any
 
 from paglets import Message, Paglet, PagletState
 
-__all__ = ["Ping", "PingState", "Pong", "PongState", "Small", "SmallState", "small_state"]
+__all__ = [
+    "Blob",
+    "BlobState",
+    "Ping",
+    "PingState",
+    "Pong",
+    "PongState",
+    "Sink",
+    "SinkState",
+    "Small",
+    "SmallState",
+    "small_state",
+]
 
 STATE_BYTES = 100
 
@@ -59,9 +72,10 @@ class PingState(PagletState):
 
 
 class Ping(Paglet[PingState]):
-    """The near end of b2. "burst" sends `n` synchronous "ping"s to `target` from inside
-    one handler, so the caller's single outer hop is amortised over `n` paglet→paglet hops;
-    "once" sends one, for the figure as seen from outside."""
+    """The near end of b2 and b3. "burst" sends `n` synchronous "ping"s to `target` from
+    inside one handler, so the caller's single outer hop is amortised over `n` paglet→paglet
+    hops; "once" sends one, for the figure as seen from outside. An optional `host_url`
+    names the target's host when it is another host process (b3)."""
 
     State = PingState
 
@@ -69,10 +83,60 @@ class Ping(Paglet[PingState]):
         kind = message.kind
         if kind == "burst":
             target = message.args["target"]
+            host_url = message.args.get("host_url")
             total = 0
             for _ in range(message.args["n"]):
-                total += self.send(target, Message("ping"))
+                total += self.send(target, Message("ping"), host_url=host_url)
             return total
         if kind == "once":
-            return self.send(message.args["target"], Message("ping"))
+            args = message.args
+            return self.send(args["target"], Message("ping"), host_url=args.get("host_url"))
+        return self.not_handled()
+
+
+@dataclass
+class SinkState(PagletState):
+    count: int = 0
+
+
+class Sink(Paglet[SinkState]):
+    """The target of c2: counts one-way "hit"s in its state; "count" answers the count, so
+    a synchronous "count" queued behind a burst tells when the burst was handled."""
+
+    State = SinkState
+
+    def handle_message(self, message: Message) -> Any:
+        kind = message.kind
+        if kind == "hit":
+            self.state.count += 1
+            return None
+        if kind == "count":
+            return self.state.count
+        if kind == "echo":
+            return message.arg
+        return self.not_handled()
+
+
+@dataclass
+class BlobState(PagletState):
+    blob: bytes = b""
+
+
+class Blob(Paglet[BlobState]):
+    """A paglet holding a large state (b4, d2, d3). "fill" makes `size` random bytes on the
+    host itself, so the benchmark does not upload them; "echo" answers without touching the
+    state (b4: a message must not copy it); "size" reports it after a move."""
+
+    State = BlobState
+
+    def handle_message(self, message: Message) -> Any:
+        kind = message.kind
+        if kind == "echo":
+            return message.arg
+        if kind == "fill":
+            rng = random.Random(message.args.get("seed", 0))
+            self.state.blob = rng.randbytes(int(message.args["size"]))
+            return len(self.state.blob)
+        if kind == "size":
+            return len(self.state.blob)
         return self.not_handled()

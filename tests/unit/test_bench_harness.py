@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -51,6 +53,49 @@ def test_quick_subset_runs_and_writes_json(tmp_path: Path) -> None:
     for key in keys:
         assert key in done.stdout
     assert "PASS" in done.stdout or "MISS" in done.stdout
+
+
+def test_quick_network_subset_runs_against_host_processes(tmp_path: Path) -> None:
+    """b1 and d1 start real `paglets host` processes; the run must leave none behind."""
+    out = tmp_path / "results"
+    scratch = tmp_path / "tmp"  # the hosts' temporary dirs land here, so we can find them
+    scratch.mkdir()
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
+    env["TMPDIR"] = str(scratch)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--only", "b1,d1", "--out", str(out)],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    assert done.returncode == 0, f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+    files = list(out.glob("*.json"))
+    assert len(files) == 1, files
+    record = json.loads(files[0].read_text("utf-8"))
+    assert record["groups"] == ["b1", "d1"]
+    assert record["errors"] == []
+    by_key = {r["key"]: r for r in record["results"]}
+    assert set(by_key) == {"b1", "d1"}
+    for result in by_key.values():
+        assert result["unit"] == "ms"
+        assert result["n"] > 0
+        assert 0 < result["median"] <= result["p95"]
+        assert isinstance(result["met"], bool)
+    assert by_key["d1"]["extra"]["hops"] == by_key["d1"]["n"]
+    for key in by_key:
+        assert key in done.stdout
+    # Every host process was killed and its temporary tree removed.
+    leftovers = [
+        proc.info["pid"]
+        for proc in psutil.process_iter(["pid", "cmdline"])
+        if str(scratch) in " ".join(proc.info["cmdline"] or [])
+    ]
+    assert leftovers == [], f"host processes left running: {leftovers}"
+    assert list(scratch.iterdir()) == []
 
 
 def test_unknown_group_is_refused_clearly(tmp_path: Path) -> None:
