@@ -64,6 +64,7 @@ class Checkpoints:
     def _write(self, cells: list[Cell]) -> None:
         now = time.time()
         items: list[tuple[str, bytes, float]] = []
+        written: list[Cell] = []
         for cell in cells:
             paglet = cell.paglet
             try:
@@ -77,7 +78,12 @@ class Checkpoints:
                     error=f"{type(exc).__name__}: {exc}",
                 )  # type: ignore[operator]
                 continue
-            cell.info.checkpointed_at = now
             items.append((cell.agent_id, data, now))
-        if items:
-            self._store.update_states(items)
+            written.append(cell)
+        if not items:
+            return
+        self._store.update_states(items)
+        if self._store.pending_commit:  # durable before anyone is told it is
+            self._store.commit()
+        for cell in written:
+            cell.info.checkpointed_at = now

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 from paglets.core.errors import (
     DuplicateAgentError,
     HostError,
-    PagletCrashedError,
     PagletError,
     SerializationError,
     TransferError,
@@ -27,6 +26,7 @@ from paglets.core.errors import (
 )
 from paglets.core.events import CloneEvent, CreationEvent, MobilityEvent, PersistencyEvent
 from paglets.core.ids import new_agent_id, validate_agent_id
+from paglets.core.runtime_values import Isolation
 from paglets.persistence.policy import DeactivationPolicy, DeactivationRequest
 from paglets.persistence.store import AgentRow
 from paglets.runtime.classes import ClassSpec
@@ -73,8 +73,15 @@ class Lifecycle:
             return codec.convert(codec.to_wire_form(init), spec.init_type)
         return codec.to_wire_form(init)
 
+    def _instance(self, spec: ClassSpec, state: Any, agent_id: str) -> Any:
+        if spec.isolation is Isolation.PROCESS:  # a stand-in for an instance in a child process
+            from paglets.runtime.isolation import incarnate
+
+            return incarnate(self.host, spec, state, agent_id)
+        return spec.cls(state, agent_id=agent_id)
+
     def _incarnate(self, spec: ClassSpec, state: Any, agent_id: str, info: AgentInfo) -> Cell:
-        paglet = spec.cls(state, agent_id=agent_id)
+        paglet = self._instance(spec, state, agent_id)
         if getattr(paglet, "agent_id", None) != agent_id:
             raise HostError(f"{spec.class_name}.__init__ must pass agent_id to Paglet.__init__")
         cell = Cell(agent_id, paglet, info)
@@ -244,8 +251,13 @@ class Lifecycle:
         row = host.store.get_agent(agent_id)
         if row is None:
             raise host.missing(agent_id)
-        if row.status == "crashed":
-            raise PagletCrashedError(f"paglet {agent_id!r} crashed; dispose it or restart it")
+        if row.status == "crashed":  # a dead child process: restart from the last checkpoint
+            reason = "recover"
+            row.meta = {
+                k: v
+                for k, v in (row.meta or {}).items()
+                if k not in ("exitcode", "error", "crashed_at")
+            }
         spec = host.classes.get(row.class_name)
         state = self._decode_stored(spec, row)
         info = self._info(
@@ -462,7 +474,7 @@ class Lifecycle:
             )
             _departure_hooks(agent_id, lambda: source.on_cloning(event))
             state_bytes = self._encode(cell)
-            spec = host.classes.get(type(source))
+            spec = host.classes.get(cell.info.cls)
             info = self._info(
                 spec,
                 epoch=1,
@@ -565,14 +577,17 @@ class Lifecycle:
                     source._resources.cleanup(reason=reason)
 
             _departure_hooks(agent_id, departure)
-            spec = host.classes.get(type(source))
+            spec = host.classes.get(cell.info.cls)
             state_bytes = self._encode(cell)
-            arriving = spec.cls(codec.decode_state(spec.state_cls, state_bytes), agent_id=agent_id)
+            arriving = self._instance(
+                spec, codec.decode_state(spec.state_cls, state_bytes), agent_id
+            )
             cell.paglet = arriving
             host._attach(cell)
             try:
                 self._run_hook(cell, arriving.on_arrival, event)
             except BaseException as exc:
+                arriving.departed = True
                 cell.paglet = source
                 self._aborted(cell, event, exc)
                 raise TransferError(

@@ -60,7 +60,7 @@ class Views:
                 "crashed": False,
                 "exitcode": None,
                 "error": None,
-                "pid": os.getpid(),
+                "pid": getattr(cell.paglet, "pid", None) or os.getpid(),
                 "mailbox": {
                     "queued": cell.queued_count(),
                     "in_flight": 1 if cell.busy else 0,
