@@ -1,62 +1,58 @@
-"""`HostClient`: the synchronous client of a host's HTTP API (api.md §14, network.md §1).
+"""`HostClient`: the synchronous client of paglets hosts (api.md §14, network.md §1).
 
-Thread-safe; one client serves any number of threads and hosts over keep-alive connections
-(`http_pool`). Three layers:
+Thread-safe; one client serves any number of threads and hosts. Messages travel over one
+persistent WebSocket per host (`peer_socket`, the binary fast path; HTTP when a host does
+not offer it); everything else over keep-alive HTTP connections (`http_pool`). Layers:
 
-* `request(...)`: one raw exchange, `(status, headers, body)`, never raising on a status
-  (the move protocol reads its own answers).
+* `request(...)`: one raw HTTP exchange, `(status, headers, body)`, never raising on a
+  status (the move protocol reads its own answers).
 * `get_json`/`post_json`/`delete_json`: JSON calls whose non-2xx answers raise the error
   the host sent, with its type (`error_from_wire`).
-* Agent calls (`send_message`, `agent_info`, `dispatch`, ...): MessagePack both ways, and
-  they follow a paglet that moved: a `307` with a `moved` block is followed by this client
-  (never by the HTTP layer), at most `max_forward_hops` times, with epochs never going
-  back, re-sending the same bytes (so the same delivery id); the newest address is cached
-  for later calls of any proxy of that agent (`locations`). A chain that breaks (a host on
-  it gone, or its pointer expired) is resolved by asking the paglet's home host.
+* Agent calls (`send_message`, `agent_info`, `dispatch`, ...): MessagePack, and they follow
+  a paglet that moved (`agent_route`): the newest address is cached for later calls of any
+  proxy of that agent (`locations`).
 
 Every message send carries a delivery id: the message's explicit `message_id`, else a fresh
 one per call, reused by that call's own retries, so the target runs it at most once
 (network.md §1.6). Mutating control calls carry an `Idempotency-Key` for the same reason.
+
+The lifecycle calls live in `client_lifecycle`, the host queries and artifact calls in
+`client_queries`, the message path in `message_route`: all are methods of `HostClient`.
 """
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures
 import os
 import ssl
 import sys
 import threading
-import time
 import uuid
+import weakref
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
-
-import msgspec
+from typing import Any
 
 from paglets.core.errors import (
     AuthenticationError,
     HostError,
-    InvalidAgentError,
     PagletError,
-    PagletTimeoutError,
     RemoteHostError,
-    SerializationError,
-    TransferError,
     error_from_wire,
 )
 from paglets.core.ids import validate_agent_id
 from paglets.core.messages import FUTURE, ONEWAY, SYNCHRONOUS, FutureReply, Message
+from paglets.remote import agent_route
+from paglets.remote.agent_route import HttpExchange, decode_answer
+from paglets.remote.client_lifecycle import LifecycleCalls
+from paglets.remote.client_queries import HostQueries
 from paglets.remote.http_pool import ConnectionPool, Headers, split_url
 from paglets.remote.locations import Locations
-from paglets.remote.proxy import PagletProxy
-from paglets.remote.transfer import TransferTicket
-from paglets.runtime.local_hosts import normalise_url
+from paglets.remote.message_route import MessageExchange, Outgoing, PostOutcomes, outgoing
+from paglets.remote.peer_registry import PeerSockets
+from paglets.remote.peer_socket import PendingPost, SocketLost
 from paglets.serialization import codec
-
-if TYPE_CHECKING:
-    from paglets.artifacts import ArtifactRef
-    from paglets.persistence.policy import DeactivationRequest
 
 __all__ = ["HostClient", "RemoteHost"]
 
@@ -64,22 +60,22 @@ JSON = "application/json"
 MSGPACK = "application/msgpack"
 PROTOCOL = "1"
 DEFAULT_TIMEOUT = 10.0
-_GRACE = 1.0  # extra seconds a socket waits past a send's deadline, for the host's own 504
 _FUTURE_THREADS = 32
+_FRAME_ROOM = 4096  # a peer-socket frame's fields besides the message
+_EXIT_FLUSH_SECONDS = 5.0
 
-_ENCODE = msgspec.msgpack.Encoder().encode
-_DECODE_MSGPACK = msgspec.msgpack.Decoder().decode
-_DECODE_JSON = msgspec.json.Decoder().decode
+# Clients with pipelined one-way messages in flight: flushed (bounded) at interpreter exit,
+# so that a script's last `send_oneway(wait=False)` calls are not cut off.
+_posting: weakref.WeakSet[HostClient] = weakref.WeakSet()
 
 
-def _decode_answer(headers: Headers, data: bytes) -> Any:
-    """A response body as builtins: MessagePack as is, JSON with binary tags restored."""
-    if not data:
-        return None
-    ctype = headers.get("Content-Type") or ""
-    if "msgpack" in ctype:
-        return _DECODE_MSGPACK(data)
-    return codec.restore_json_safe(_DECODE_JSON(data))
+@atexit.register
+def _flush_at_exit() -> None:
+    for client in list(_posting):
+        try:
+            client.flush(_EXIT_FLUSH_SECONDS)
+        except Exception:
+            pass
 
 
 def _key_from_file() -> str | None:
@@ -91,7 +87,7 @@ def _key_from_file() -> str | None:
     return key or None
 
 
-class HostClient:
+class HostClient(LifecycleCalls, HostQueries):
     """A client of paglets hosts; see the module docstring.
 
     The mesh key comes from `api_key`, else the variable named by `api_key_env`, else
@@ -103,7 +99,12 @@ class HostClient:
     directly (architecture §8) unless `in_process=False`, which sends everything over the
     network (tests and benchmarks of the wire path). `HostClient`'s methods always use the
     network. `owner_url` (New) is the URL of the host this client belongs to, if any:
-    `proxy.retract()` without a target pulls the paglet there.
+    `proxy.retract()` without a target pulls the paglet there. `peer_socket=False` (New)
+    sends messages over HTTP instead of the hosts' WebSocket.
+
+    `on_oneway_failure` (New), if set, is called as `(agent_id, message_id, error)` for a
+    pipelined one-way message (`wait=False`) that could not be delivered; without it such
+    failures are logged (logger `paglets.client`).
     """
 
     _default: HostClient | None = None
@@ -121,6 +122,7 @@ class HostClient:
         max_forward_hops: int = 8,
         in_process: bool = True,
         owner_url: str | None = None,
+        peer_socket: bool = True,
     ) -> None:
         if not isinstance(timeout, int | float) or timeout <= 0:
             raise ValueError(
@@ -141,6 +143,8 @@ class HostClient:
         self.max_forward_hops = max_forward_hops
         self.in_process = in_process
         self.owner_url = owner_url
+        self.on_oneway_failure: Callable[[str, str, PagletError], Any] | None = None
+        self._posted = False
         context = None
         if tls_ca is not None or tls_cert is not None:
             context = ssl.create_default_context(cafile=None if tls_ca is None else str(tls_ca))
@@ -154,6 +158,14 @@ class HostClient:
         self.locations = Locations()
         self._futures: concurrent.futures.ThreadPoolExecutor | None = None
         self._futures_lock = threading.Lock()
+        outcomes = PostOutcomes(self)
+        self._sockets = (
+            _NoSockets()
+            if not peer_socket
+            else PeerSockets(
+                self._base_headers, context, self.timeout, outcomes.replied, outcomes.lost
+            )
+        )
 
     @classmethod
     def default(cls) -> HostClient:
@@ -170,9 +182,19 @@ class HostClient:
     def has_key(self) -> bool:
         return self._api_key is not None
 
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every pipelined one-way message (`wait=False`) is acknowledged by its
+        host or reported as failed; False if some still wait after `timeout` seconds."""
+        return self._sockets.flush(timeout)
+
     def close(self) -> None:
-        """Close idle connections and the future-send threads (waiting for none)."""
+        """Close the connections (after waiting, at most `timeout`, for the acknowledgement
+        of pipelined one-way messages) and the future-send threads (waiting for none)."""
+        self._sockets.flush(self.timeout)
+        self._sockets.close()
         self._pool.close()
+        _posting.discard(self)
+        self._posted = False
         with self._futures_lock:
             pool, self._futures = self._futures, None
         if pool is not None:
@@ -218,7 +240,7 @@ class HostClient:
     ) -> PagletError:
         """The error a non-2xx answer stands for, with the host's type when it sent one."""
         try:
-            body = _decode_answer(headers, data)
+            body = decode_answer(headers, data)
         except Exception:
             body = None
         if isinstance(body, dict) and body.get("error_type"):
@@ -263,7 +285,7 @@ class HostClient:
                 method, url, body=body, content_type=JSON, accept=JSON, timeout=timeout
             )
             if 200 <= status < 300:
-                return _decode_answer(headers, data)
+                return decode_answer(headers, data)
             location = headers.get("Location")
             if status in (307, 308) and location and hops < self.max_forward_hops:
                 hops += 1
@@ -301,7 +323,7 @@ class HostClient:
             method, url, body=body, content_type=MSGPACK, headers=headers, timeout=timeout
         )
         if 200 <= status < 300:
-            return _decode_answer(rheaders, data)
+            return decode_answer(rheaders, data)
         raise self._error(status, rheaders, data, method, url)
 
     def _agent_call(
@@ -316,13 +338,9 @@ class HostClient:
         deadline: bool = False,
         idempotent: bool = False,
     ) -> Any:
-        """A call under `/agents/{id}/` at the paglet's newest known address, following
-        moves (see the module docstring). `suffix` is the route after the id (with query).
-        With `deadline`, the host is told how long the caller waits (X-Paglets-Deadline-Ms,
-        shrinking at each hop) and the socket waits a little longer for the host's 504."""
-        validate_agent_id(agent_id)
-        origin = url.rstrip("/")
-        target, floor, home = self.locations.start(origin, agent_id)
+        """A call under `/agents/{id}/` over HTTP, following moves (`agent_route`).
+        `suffix` is the route after the id (with query). With `deadline`, the host is told
+        how long the caller waits."""
         route = f"/agents/{agent_id}{suffix}"
         headers: dict[str, str] = dict(self._base_headers)
         headers["Accept"] = MSGPACK
@@ -330,174 +348,11 @@ class HostClient:
             headers["Content-Type"] = MSGPACK
         if idempotent:
             headers["Idempotency-Key"] = uuid.uuid4().hex
-        ends = time.monotonic() + timeout
-        hops = 0
-        tried: set[str] = set()
-        asked_home = False
-        pool = self._pool
-        while True:
-            remaining = ends - time.monotonic()
-            if remaining <= 0:
-                raise PagletTimeoutError(
-                    f"{method} {origin}{route}: no answer within {timeout:g}s "
-                    f"(after {hops} forwarding hop(s))"
-                )
-            wait = remaining
-            if deadline:
-                headers["X-Paglets-Deadline-Ms"] = str(max(1, int(remaining * 1000)))
-                wait = remaining + _GRACE
-            full = target + route
-            failure: PagletError
-            try:
-                status, rheaders, data = pool.exchange(method, full, body, headers, wait)
-            except PagletTimeoutError:
-                raise
-            except RemoteHostError as exc:
-                failure = exc
-            else:
-                if 200 <= status < 300:
-                    return _decode_answer(rheaders, data)
-                if status == 307:
-                    moved = self._moved(rheaders, data)
-                    if moved is not None:
-                        new_url, epoch, moved_home = moved
-                        if hops >= self.max_forward_hops:
-                            raise InvalidAgentError(
-                                f"paglet {agent_id!r} not found: gave up after "
-                                f"{hops} forwarding hops from {origin}",
-                                code="agent-not-found",
-                            )
-                        if epoch < floor:
-                            failure = InvalidAgentError(
-                                f"paglet {agent_id!r}: {target} points back to epoch {epoch} "
-                                f"after epoch {floor} was seen; stale forwarding pointer",
-                                code="agent-not-found",
-                            )
-                        else:
-                            hops += 1
-                            floor = epoch
-                            home = moved_home or home
-                            self.locations.note(agent_id, target, new_url, epoch, home)
-                            target = new_url
-                            continue
-                    else:
-                        raise self._error(status, rheaders, data, method, full)
-                else:
-                    failure = self._error(status, rheaders, data, method, full)
-                    if not isinstance(failure, InvalidAgentError) or failure.code == "disposed":
-                        raise failure
-            # The paglet is not where we looked: a host on the chain is gone, or it has no
-            # record (its pointer expired). Try the proxy's own URL, then ask home.
-            tried.add(normalise_url(target))
-            if normalise_url(origin) not in tried:
-                # Back to the start, once: its pointer may be older than what we had seen.
-                tried.add(normalise_url(origin))
-                self.locations.forget(agent_id)
-                target, floor = origin, 0
-                continue
-            home = home or self.locations.home_of(agent_id)
-            if home and not asked_home:
-                asked_home = True
-                found = self._ask_home(home, agent_id, floor, tried)
-                if found is not None:
-                    target, floor = found
-                    self.locations.note(agent_id, home, target, floor, home)
-                    hops += 1
-                    continue
-            if isinstance(failure, InvalidAgentError) and target != origin and hops:
-                failure = InvalidAgentError(
-                    f"paglet {agent_id!r} could not be found: {failure}",
-                    code="agent-not-found",
-                )
-            raise failure
-
-    @staticmethod
-    def _moved(headers: Headers, data: bytes) -> tuple[str, int, str | None] | None:
-        try:
-            body = _decode_answer(headers, data)
-        except Exception:
-            body = None
-        moved = body.get("moved") if isinstance(body, dict) else None
-        if not isinstance(moved, dict):
-            return None
-        url = moved.get("host_url")
-        if not isinstance(url, str) or not url:
-            return None
-        try:
-            epoch = int(moved.get("epoch") or headers.get("X-Paglets-Epoch") or 0)
-        except (TypeError, ValueError):
-            epoch = 0
-        home = moved.get("home_url")
-        return url.rstrip("/"), epoch, home if isinstance(home, str) and home else None
-
-    def _ask_home(
-        self, home: str, agent_id: str, floor: int, tried: set[str]
-    ) -> tuple[str, int] | None:
-        """The paglet's location according to its home host, if it names a host not yet
-        tried and an epoch not older than one already seen."""
-        try:
-            answer = self._call("GET", f"{home.rstrip('/')}/agents/{agent_id}/location")
-        except PagletError:
-            return None
-        # live/inactive: it is at home; moved: home's newest pointer (kept up to date by
-        # every arrival); disposed/unknown: nothing to follow.
-        if not isinstance(answer, dict) or answer.get("state") not in ("live", "inactive", "moved"):
-            return None
-        url = answer.get("host_url")
-        epoch = int(answer.get("epoch") or 0)
-        if not isinstance(url, str) or normalise_url(url) in tried or epoch < floor:
-            return None
-        return url.rstrip("/"), epoch
+        exchange = HttpExchange(self, method, route, body, headers, deadline)
+        what = f"{method} {url.rstrip('/')}{route}"
+        return agent_route.follow(self, url, agent_id, exchange, timeout=timeout, what=what)
 
     # -- messages ----------------------------------------------------------------------
-
-    def _message_body(
-        self,
-        message: Message,
-        message_type: int,
-        oneway: bool,
-        activate_if_inactive: bool,
-        no_delay: bool,
-        durable: bool,
-        sender: str | None,
-        reply_to: str | None,
-    ) -> bytes:
-        if not isinstance(message, Message):
-            raise TypeError(
-                f"send takes a paglets Message, got {type(message).__name__}; "
-                "e.g. Message('kind', {...})"
-            )
-        try:
-            args = codec.to_wire_form(message.args) if message.args else {}
-            arg = message.arg
-            if arg is not None and type(arg) not in (str, int, float, bool):
-                arg = codec.to_wire_form(arg)
-        except SerializationError as exc:
-            raise SerializationError(f"message {message.kind!r} cannot be sent: {exc}") from None
-        wire = {
-            "kind": message.kind,
-            "args": args,
-            "arg": arg,
-            "sender": message.sender if sender is None else sender,
-            "reply_to": message.reply_to if reply_to is None else reply_to,
-            "priority": message.priority,
-            "message_type": message_type,
-            "timestamp": message.timestamp,
-            # The delivery id: the caller's explicit id, else fresh for this call.
-            "message_id": message.explicit_message_id() or uuid.uuid4().hex,
-        }
-        payload: dict[str, Any] = {
-            "message": wire,
-            "oneway": oneway,
-            "activate_if_inactive": activate_if_inactive,
-            "no_delay": no_delay,
-        }
-        if durable:
-            payload["durable"] = True
-        try:
-            return _ENCODE(payload)
-        except (TypeError, ValueError, OverflowError) as exc:
-            raise SerializationError(f"message {message.kind!r} cannot be sent: {exc}") from None
 
     def send_message(
         self,
@@ -513,13 +368,19 @@ class HostClient:
         durable: bool = False,
         sender: str | None = None,
         reply_to: str | None = None,
+        wait: bool = True,
     ) -> Any:
         """Send `message` to paglet `agent_id` (last known at `url`) and return its reply
         (`None` for `oneway`; `{"queued": True, "message_id": ...}` when an inactive paglet
         queued it). `reply_type` converts the reply strictly (`SerializationError` on a
         mismatch). `sender`/`reply_to` name the sending paglet and its host. The caller's
-        `Message` is not changed."""
-        body = self._message_body(
+        `Message` is not changed.
+
+        `oneway` with `wait=False` (New) returns once the message is written to the host's
+        peer socket; its acknowledgement is collected later (`flush()` waits for them all)
+        and a failure goes to `on_oneway_failure`. Without a peer socket to that host it
+        waits for the acknowledgement, as `wait=True`."""
+        out = outgoing(
             message,
             ONEWAY if oneway else SYNCHRONOUS,
             oneway,
@@ -529,27 +390,39 @@ class HostClient:
             sender,
             reply_to,
         )
-        return self._deliver(url, agent_id, body, oneway, timeout, reply_type)
+        if oneway and not wait and self._post(url, agent_id, out):
+            return None
+        return self._send(
+            url, agent_id, out, self.timeout if timeout is None else timeout, reply_type
+        )
 
-    def _deliver(
-        self,
-        url: str,
-        agent_id: str,
-        body: bytes,
-        oneway: bool,
-        timeout: float | None,
-        reply_type: Any,
-    ) -> Any:
-        answer = self._agent_call(
+    def _post(self, url: str, agent_id: str, out: Outgoing) -> bool:
+        """Pipeline a one-way message on the peer socket; False if it must go the slow way."""
+        validate_agent_id(agent_id)
+        target = self.locations.start(url.rstrip("/"), agent_id)[0]
+        conn = self._sockets.get(target)
+        if conn is None or len(out.msg) > conn.max_frame - _FRAME_ROOM:
+            return False
+        pending = PendingPost(agent_id, out.msg, out.activate, out.no_delay, out.durable)
+        try:
+            conn.post(out.frame("post", agent_id), pending)
+        except SocketLost:
+            return False  # not written: send it the ordinary way
+        if not self._posted:
+            self._posted = True
+            _posting.add(self)
+        return True
+
+    def _send(self, url: str, agent_id: str, out: Outgoing, timeout: float, reply_type: Any) -> Any:
+        answer = agent_route.follow(
+            self,
             url,
             agent_id,
-            "POST",
-            "/messages",
-            body,
-            timeout=self.timeout if timeout is None else timeout,
-            deadline=True,
+            MessageExchange(self, agent_id, out),
+            timeout=timeout,
+            what=f"POST {url.rstrip('/')}/agents/{agent_id}/messages",
         )
-        if oneway:
+        if out.oneway:
             return None
         if not isinstance(answer, dict) or "result" not in answer:
             return answer  # {"queued": true, "message_id": ...}
@@ -585,12 +458,11 @@ class HostClient:
         """Send on this client's small thread pool; the reply (or error) arrives in the
         returned `FutureReply`. A message that cannot be encoded raises here, at once."""
         validate_agent_id(agent_id)
-        body = self._message_body(
+        out = outgoing(
             message, FUTURE, False, activate_if_inactive, no_delay, False, sender, reply_to
         )
-        future = self._future_pool().submit(
-            self._deliver, url, agent_id, body, False, timeout, reply_type
-        )
+        wait = self.timeout if timeout is None else timeout
+        future = self._future_pool().submit(self._send, url, agent_id, out, wait, reply_type)
         return FutureReply(future, timeout=timeout)
 
     # -- agent queries -----------------------------------------------------------------
@@ -639,317 +511,18 @@ class HostClient:
         validate_agent_id(agent_id)
         return self._call("GET", f"{url.rstrip('/')}/agents/{agent_id}/location")
 
-    # -- lifecycle ---------------------------------------------------------------------
 
-    def _proxy_from(
-        self, answer: Any, previous: str, what: str, wire_id: str | None = None
-    ) -> PagletProxy:
-        """The proxy in a lifecycle answer; a move of `wire_id` also updates the cache."""
-        wire = answer.get("proxy") if isinstance(answer, dict) else None
-        if not isinstance(wire, dict) or "host_url" not in wire or "agent_id" not in wire:
-            raise RemoteHostError(f"{what}: the host answered without a proxy: {answer!r}"[:300])
-        proxy = PagletProxy(
-            str(wire["host_url"]),
-            str(wire["agent_id"]),
-            self,
-            acknowledged=bool(answer.get("acknowledged", True)),
-        )
-        if proxy.agent_id == wire_id and normalise_url(proxy.host_url) != normalise_url(previous):
-            epoch = answer.get("epoch")
-            if not isinstance(epoch, int):
-                # We just moved it, so this is its newest address whatever the epoch.
-                epoch = self.locations.start(previous, proxy.agent_id)[1] + 1
-            self.locations.note(proxy.agent_id, previous, proxy.host_url, epoch)
-        return proxy
+class _NoSockets:
+    """`peer_socket=False`: every message goes over HTTP."""
 
-    def _lifecycle(
-        self,
-        url: str,
-        agent_id: str,
-        operation: str,
-        payload: dict[str, Any] | None,
-        timeout: float | None,
-    ) -> Any:
-        return self._agent_call(
-            url,
-            agent_id,
-            "POST",
-            f"/{operation}",
-            _ENCODE(payload or {}),
-            timeout=self.timeout if timeout is None else timeout,
-            idempotent=True,
-        )
+    def get(self, url: str) -> None:
+        return None
 
-    @staticmethod
-    def _target_payload(target: str | TransferTicket | None) -> tuple[dict[str, Any], float]:
-        if isinstance(target, TransferTicket):
-            return {"ticket": target.to_wire()}, target.timeout
-        if target is None or isinstance(target, str):
-            return {"target": target}, 0.0
-        raise TypeError(
-            "a move target is a host URL, a mesh host name or a TransferTicket, got "
-            f"{type(target).__name__}"
-        )
+    def flush(self, timeout: float | None) -> bool:
+        return True
 
-    def _move_timeout(self, ticket_timeout: float, timeout: float | None) -> float:
-        if timeout is not None:
-            return timeout
-        # The host holds the request for the whole move (turn, PREPARE, COMMIT).
-        return max(self.timeout, ticket_timeout * 2 + _GRACE)
-
-    def dispatch(
-        self,
-        url: str,
-        agent_id: str,
-        target: str | TransferTicket,
-        *,
-        timeout: float | None = None,
-    ) -> PagletProxy:
-        """Move the paglet to `target` (URL, mesh name or ticket); its new proxy."""
-        if target is None:
-            raise TransferError(
-                "dispatch needs a target host URL, mesh name or TransferTicket", stage="preflight"
-            )
-        payload, ticket_timeout = self._target_payload(target)
-        origin = self.locations.start(url.rstrip("/"), agent_id)[0]
-        answer = self._lifecycle(
-            url, agent_id, "dispatch", payload, self._move_timeout(ticket_timeout, timeout)
-        )
-        return self._proxy_from(answer, origin, f"dispatch of {agent_id!r}", agent_id)
-
-    def clone(
-        self,
-        url: str,
-        agent_id: str,
-        target: str | TransferTicket | None = None,
-        *,
-        timeout: float | None = None,
-    ) -> PagletProxy:
-        """A copy of the paglet on `target` (None: on its own host); the clone's proxy."""
-        payload, ticket_timeout = self._target_payload(target)
-        answer = self._lifecycle(
-            url, agent_id, "clone", payload, self._move_timeout(ticket_timeout, timeout)
-        )
-        return self._proxy_from(answer, url, f"clone of {agent_id!r}")
-
-    def retract(
-        self, url: str, agent_id: str, target: str, *, timeout: float | None = None
-    ) -> PagletProxy:
-        """Pull the paglet from `url` (or wherever it moved since) to `target`."""
-        if not isinstance(target, str) or not target:
-            raise TransferError(
-                "retract needs target=: the URL of the host to pull the paglet to",
-                stage="preflight",
-            )
-        origin = self.locations.start(url.rstrip("/"), agent_id)[0]
-        answer = self._lifecycle(
-            url, agent_id, "retract", {"target": target}, self._move_timeout(0.0, timeout)
-        )
-        return self._proxy_from(answer, origin, f"retract of {agent_id!r}", agent_id)
-
-    def deactivate(
-        self,
-        url: str,
-        agent_id: str,
-        request: DeactivationRequest | None = None,
-        *,
-        timeout: float | None = None,
-    ) -> PagletProxy:
-        """Deactivate the paglet (stored, woken per its policy); its proxy."""
-        payload = {} if request is None else {"request": request.to_wire()}
-        answer = self._lifecycle(url, agent_id, "deactivate", payload, timeout)
-        return self._proxy_from(answer, url, f"deactivate of {agent_id!r}")
-
-    def activate(self, url: str, agent_id: str, *, timeout: float | None = None) -> PagletProxy:
-        """Activate an inactive paglet (restart a crashed one); its proxy."""
-        answer = self._lifecycle(url, agent_id, "activate", None, timeout)
-        return self._proxy_from(answer, url, f"activate of {agent_id!r}")
-
-    def dispose(self, url: str, agent_id: str, *, timeout: float | None = None) -> None:
-        """Dispose the paglet, in any state."""
-        self._lifecycle(url, agent_id, "dispose", None, timeout)
-        self.locations.forget(agent_id)
-
-    def create_agent(
-        self,
-        url: str,
-        agent_class_name: Any,
-        state_class_name: Any = None,
-        state: Any = None,
-        *,
-        init: Any = None,
-        agent_id: str | None = None,
-        timeout: float | None = None,
-    ) -> PagletProxy:
-        """Create a paglet on the host at `url`. Classes may be given as classes or as
-        `"module:qualname"` names; `state` as an instance, a dict or `None` (the class's
-        defaults). Raises `DuplicateAgentError` for an existing `agent_id`."""
-        if not isinstance(agent_class_name, str):
-            state_cls = getattr(agent_class_name, "State", None)
-            agent_class_name = codec.qualified_name(agent_class_name)
-            if state_class_name is None and isinstance(state_cls, type):
-                state_class_name = state_cls
-        if state_class_name is None and state is not None and not isinstance(state, dict):
-            state_class_name = type(state)
-        if state_class_name is not None and not isinstance(state_class_name, str):
-            state_class_name = codec.qualified_name(state_class_name)
-        if agent_id is not None:
-            validate_agent_id(agent_id)
-        payload: dict[str, Any] = {
-            "agent_class_name": agent_class_name,
-            "state_class_name": state_class_name,
-            "state": state,
-            "init": init,
-        }
-        if agent_id is not None:
-            payload["agent_id"] = agent_id
-        answer = self._call(
-            "POST", f"{url.rstrip('/')}/agents", payload, timeout=timeout, idempotent=True
-        )
-        return self._proxy_from(answer, url, f"create of {agent_class_name}")
-
-    # -- host queries ------------------------------------------------------------------
-
-    def health(self, url: str, *, timeout: float | None = None) -> dict[str, Any]:
-        """`GET /health` (network.md §1.9)."""
-        return self._call("GET", f"{url.rstrip('/')}/health", timeout=timeout)
-
-    def list_agents(
-        self,
-        url: str,
-        *,
-        state: str = "active",
-        include_state: bool = False,
-        class_name: str | None = None,
-        q: str | None = None,
-        limit: int | None = None,
-        offset: int = 0,
-        timeout: float | None = None,
-    ) -> list[dict[str, Any]]:
-        """Agent summaries (`state`: active, inactive, crashed, superseded or all)."""
-        return self.list_agents_page(
-            url,
-            state=state,
-            include_state=include_state,
-            class_name=class_name,
-            q=q,
-            limit=limit,
-            offset=offset,
-            timeout=timeout,
-        ).get("agents", [])
-
-    def list_agents_page(
-        self,
-        url: str,
-        *,
-        state: str = "active",
-        include_state: bool = False,
-        class_name: str | None = None,
-        q: str | None = None,
-        limit: int | None = None,
-        offset: int = 0,
-        cursor: str | None = None,
-        timeout: float | None = None,
-    ) -> dict[str, Any]:
-        """The whole `GET /agents` answer: `{agents, next_cursor, total, truncated}`."""
-        query: dict[str, Any] = {"state": state}
-        if include_state:
-            query["include_state"] = 1
-        if class_name:
-            query["class"] = class_name
-        if q:
-            query["q"] = q
-        if limit is not None:
-            query["limit"] = limit
-        if cursor:
-            query["cursor"] = cursor
-        elif offset:
-            query["offset"] = offset
-        return self._call("GET", f"{url.rstrip('/')}/agents?{urlencode(query)}", timeout=timeout)
-
-    def events(
-        self, url: str, since: int = 0, limit: int = 100, *, timeout: float | None = None
-    ) -> list[dict[str, Any]]:
-        """Context events after event id `since` (network.md §1.9), oldest first."""
-        query = urlencode({"since": since, "limit": limit})
-        answer = self._call("GET", f"{url.rstrip('/')}/events?{query}", timeout=timeout)
-        return list(answer.get("events", [])) if isinstance(answer, dict) else []
-
-    def list_hosts(self, url: str, *, timeout: float | None = None) -> list[dict[str, Any]]:
-        """`GET /hosts`: the members the host at `url` knows, as wire dicts."""
-        answer = self._call("GET", f"{url.rstrip('/')}/hosts", timeout=timeout)
-        return list(answer.get("hosts", [])) if isinstance(answer, dict) else []
-
-    def list_services(
-        self,
-        url: str,
-        *,
-        name: str | None = None,
-        capability: str | None = None,
-        scope: str | None = None,
-        timeout: float | None = None,
-    ) -> list[dict[str, Any]]:
-        """`GET /services`: service records as wire dicts."""
-        query = {
-            k: v
-            for k, v in (("name", name), ("capability", capability), ("scope", scope))
-            if v is not None
-        }
-        suffix = f"?{urlencode(query)}" if query else ""
-        answer = self._call("GET", f"{url.rstrip('/')}/services{suffix}", timeout=timeout)
-        return list(answer.get("services", [])) if isinstance(answer, dict) else []
-
-    # -- artifacts (network.md §4; the protocol lives in artifact_client) ------------------
-
-    def upload_artifact(
-        self,
-        host_url: str,
-        path: str | os.PathLike[str],
-        *,
-        owner_agent_id: str | None = None,
-        name: str | None = None,
-        compression: str = "",
-        expires_at: float = 0.0,
-    ) -> ArtifactRef:
-        """Store a file on `host_url`; its `ArtifactRef`."""
-        from paglets.remote import artifact_client
-
-        return artifact_client.upload_artifact(
-            self,
-            host_url,
-            path,
-            owner_agent_id=owner_agent_id,
-            name=name,
-            compression=compression,
-            expires_at=expires_at,
-        )
-
-    def download_artifact(
-        self,
-        ref: ArtifactRef | dict[str, Any],
-        target: str | os.PathLike[str],
-        *,
-        move: bool = False,
-    ) -> Path:
-        """Fetch an artifact to `target` (checked by size and SHA-256); `move=True` then
-        deletes it on its host."""
-        from paglets.remote import artifact_client
-
-        return artifact_client.download_artifact(self, ref, target, move=move)
-
-    def delete_artifact(self, ref: ArtifactRef | dict[str, Any]) -> bool:
-        """Delete an artifact on its host; `False` if it was already gone."""
-        from paglets.remote import artifact_client
-
-        return artifact_client.delete_artifact(self, ref)
-
-    def list_artifacts(
-        self, host_url: str, *, owner_agent_id: str | None = None
-    ) -> list[ArtifactRef]:
-        """Every live artifact on `host_url` (optionally of one owner)."""
-        from paglets.remote import artifact_client
-
-        return artifact_client.list_artifacts(self, host_url, owner_agent_id=owner_agent_id)
+    def close(self) -> None:
+        pass
 
 
 def _already_imported(name: Any) -> type | None:

@@ -17,7 +17,7 @@ import contextlib
 import os
 from typing import TYPE_CHECKING, Any
 
-from paglets.core.errors import PagletError
+from paglets.core.errors import PagletError, PagletMovedError
 from paglets.core.messages import FutureReply, Message
 from paglets.remote.references import PagletProxyRef
 from paglets.runtime import local_hosts, mailbox
@@ -104,6 +104,10 @@ class PagletProxy:
             return None
         return local_hosts.lookup(self.host_url)
 
+    def _moved_to(self, moved: PagletMovedError) -> PagletProxy:
+        """Where an in-process host's forwarding pointer says the paglet went."""
+        return PagletProxy(str(moved.moved.get("host_url")), self.agent_id, self.client)
+
     def _remote(self) -> HostClient:
         client = self.client
         return _default_client() if client is None else client
@@ -113,7 +117,10 @@ class PagletProxy:
     def info(self) -> dict[str, Any]:
         host = self._local()
         if host is not None:
-            return host.agent_info(self.agent_id)
+            try:
+                return host.agent_info(self.agent_id)
+            except PagletMovedError as moved:
+                return self._moved_to(moved).info()
         return self._remote().agent_info(self.host_url, self.agent_id)
 
     def is_valid(self) -> bool:
@@ -176,7 +183,10 @@ class PagletProxy:
         class when its module is already imported here, else as a dict."""
         host = self._local()
         if host is not None:
-            return host.get_state(self.agent_id, state_cls)
+            try:
+                return host.get_state(self.agent_id, state_cls)
+            except PagletMovedError as moved:
+                return self._moved_to(moved).get_state(state_cls)
         return self._remote().get_state(self.host_url, self.agent_id, state_cls)
 
     # -- messages ----------------------------------------------------------------------
@@ -242,14 +252,23 @@ class PagletProxy:
     ) -> FutureReply:
         host = self._local()
         if host is not None:
-            return host.deliver_future(
-                self.agent_id,
-                message,
-                activate_if_inactive=activate_if_inactive,
-                no_delay=no_delay,
-                timeout=timeout,
-                reply_type=reply_type,
-            )
+            try:
+                return host.deliver_future(
+                    self.agent_id,
+                    message,
+                    activate_if_inactive=activate_if_inactive,
+                    no_delay=no_delay,
+                    timeout=timeout,
+                    reply_type=reply_type,
+                )
+            except PagletMovedError as moved:
+                return self._moved_to(moved).send_future(
+                    message,
+                    activate_if_inactive=activate_if_inactive,
+                    no_delay=no_delay,
+                    timeout=timeout,
+                    reply_type=reply_type,
+                )
         sender, reply_to = _calling_paglet()
         return self._remote().send_future(
             self.host_url,
@@ -273,9 +292,10 @@ class PagletProxy:
         durable: bool = False,
         wait: bool = True,
     ) -> None:
-        """Return once the message is queued at the target. Remote: `wait=False` waits for
-        the acknowledgement too, for now (no pipelined connection yet), and `durable` is
-        passed to the host (no sender-side outbox yet)."""
+        """Return once the message is queued at the target. Remote, `wait=False` returns
+        once it is written to the host's peer socket (pipelined; the acknowledgement is
+        collected later, a failure goes to the client's `on_oneway_failure`, else the log);
+        `durable` is passed to the host (no sender-side outbox yet)."""
         host = self._local()
         if host is not None:
             host.deliver_message(
@@ -299,6 +319,7 @@ class PagletProxy:
             durable=durable,
             sender=sender,
             reply_to=reply_to,
+            wait=wait,
         )
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -356,24 +377,34 @@ class PagletProxy:
     def dispatch(self, target: str | TransferTicket) -> PagletProxy:
         host = self._local()
         if host is not None:
-            return host.dispatch(self.agent_id, target)
+            try:
+                return host.dispatch(self.agent_id, target)
+            except PagletMovedError as moved:
+                return self._moved_to(moved).dispatch(target)
         return self._remote().dispatch(self.host_url, self.agent_id, target)
 
     def clone(self, target: str | TransferTicket | None = None) -> PagletProxy:
         host = self._local()
         if host is not None:
-            return host.clone(self.agent_id, target)
+            try:
+                return host.clone(self.agent_id, target)
+            except PagletMovedError as moved:
+                return self._moved_to(moved).clone(target)
         return self._remote().clone(self.host_url, self.agent_id, target)
 
     def retract(self, target: str | None = None) -> PagletProxy:
         """Pull the paglet to `target`; by default to the host the caller belongs to (the
         client's `owner_url`, or the host of the paglet whose turn is calling). A standalone
         client has no host of its own and must pass `target`."""
+        if target is None:  # "here": the calling paglet's host, the host that made this proxy
+            maker = self._host.address if self._host is not None else None
+            target = _calling_paglet()[1] or maker or getattr(self.client, "owner_url", None)
         host = self._local()
-        if host is not None:
-            return host.retract(self.host_url, self.agent_id, target=target)
-        if target is None:
-            target = getattr(self.client, "owner_url", None) or _calling_paglet()[1]
+        if host is not None and target is not None:
+            try:
+                return host.retract(self.host_url, self.agent_id, target=target)
+            except PagletMovedError as moved:
+                return self._moved_to(moved).retract(target)
         if target is None:
             from paglets.core.errors import TransferError
 
@@ -398,19 +429,30 @@ class PagletProxy:
         )
         host = self._local()
         if host is not None:
-            return host.deactivate(self.agent_id, request)
+            try:
+                return host.deactivate(self.agent_id, request)
+            except PagletMovedError as moved:
+                return self._moved_to(moved).deactivate(
+                    reason=reason, policy=policy, metadata=metadata
+                )
         return self._remote().deactivate(self.host_url, self.agent_id, request)
 
     def activate(self) -> PagletProxy:
         host = self._local()
         if host is not None:
-            return host.activate(self.agent_id)
+            try:
+                return host.activate(self.agent_id)
+            except PagletMovedError as moved:
+                return self._moved_to(moved).activate()
         return self._remote().activate(self.host_url, self.agent_id)
 
     def dispose(self) -> None:
         host = self._local()
         if host is not None:
-            host.dispose(self.agent_id)
+            try:
+                host.dispose(self.agent_id)
+            except PagletMovedError as moved:
+                self._moved_to(moved).dispose()
             return
         self._remote().dispose(self.host_url, self.agent_id)
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from paglets.runtime import http_events, http_routes, http_wire
+from paglets.runtime import http_events, http_routes, http_wire, peer_socket
 from paglets.runtime.http_artifacts import artifact_routes
 from paglets.runtime.http_auth import Auth, host_id_of, mesh_hello
 from paglets.runtime.http_wire import HttpRefusal
@@ -68,6 +68,7 @@ class HttpServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
         self.app: web.Application | None = None
+        self.peer: peer_socket.PeerServer | None = None
 
     # -- start and stop ----------------------------------------------------------------
 
@@ -85,6 +86,7 @@ class HttpServer:
         router.add_get("/mesh/hello", mesh_hello)
         app.add_routes(transfer_routes(self.host))
         app.add_routes(artifact_routes(self.host))
+        self.peer = peer_socket.mount(app, self)  # GET /peer/ws: the message fast path
         return app
 
     def _ssl_context(self) -> ssl.SSLContext | None:
