@@ -53,12 +53,32 @@ MAX_HOPS = 8  # forwarding pointers followed at most (network.md §1.6)
 DEDUP_SECONDS = 600.0  # a target remembers delivery ids at least this long (api.md §2.5)
 
 
+class _Settled:
+    """A finished delivery, remembered cheaply (a Future per message for 10 minutes would
+    cost about a kilobyte each at tens of thousands of messages a second)."""
+
+    __slots__ = ("error", "result")
+
+    def __init__(self, result: Any, error: BaseException | None) -> None:
+        self.result = result
+        self.error = error
+
+    def future(self) -> Future[Any]:
+        done: Future[Any] = Future()
+        if self.error is not None:
+            done.set_exception(self.error)
+        else:
+            done.set_result(self.result)
+        return done
+
+
 class _Dedup:
-    """(agent id, delivery id) → the first call's future; evicted by age only."""
+    """(agent id, delivery id) → the first call: its future while it runs, then its
+    outcome; evicted by age only (never by count, network.md §1.6)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._futures: dict[tuple[str, str], Future[Any]] = {}
+        self._entries: dict[tuple[str, str], Future[Any] | _Settled] = {}
         self._order: deque[tuple[float, tuple[str, str]]] = deque()
 
     def claim(self, key: tuple[str, str]) -> tuple[Future[Any], bool]:
@@ -66,14 +86,22 @@ class _Dedup:
         with self._lock:
             order = self._order
             while order and now - order[0][0] > DEDUP_SECONDS:
-                self._futures.pop(order.popleft()[1], None)
-            existing = self._futures.get(key)
+                self._entries.pop(order.popleft()[1], None)
+            existing = self._entries.get(key)
             if existing is not None:
-                return existing, False
+                return (existing.future() if isinstance(existing, _Settled) else existing), False
             future: Future[Any] = Future()
-            self._futures[key] = future
+            self._entries[key] = future
             order.append((now, key))
-            return future, True
+        future.add_done_callback(lambda f: self._settle(key, f))
+        return future, True
+
+    def _settle(self, key: tuple[str, str], future: Future[Any]) -> None:
+        error = future.exception()
+        settled = _Settled(None if error is not None else future.result(), error)
+        with self._lock:
+            if self._entries.get(key) is future:
+                self._entries[key] = settled
 
 
 class Delivery:
@@ -96,6 +124,7 @@ class Delivery:
         sender: str | None = None,
         follow: bool = True,
         hops: int = 0,
+        from_wire: bool = False,
     ) -> Any:
         """Deliver `message`; with `follow`, a paglet that moved away is followed to its new
         host (in-process callers); without, `PagletMovedError` is raised (the HTTP layer
@@ -104,7 +133,9 @@ class Delivery:
         host._check_blocking_allowed("send", "send_async")
         validate_agent_id(agent_id)
         timeout = host.default_timeout if timeout is None else timeout
-        delivered = self._delivered_copy(message, ONEWAY if oneway else SYNCHRONOUS, sender)
+        delivered = self._delivered_copy(
+            message, ONEWAY if oneway else SYNCHRONOUS, sender, from_wire
+        )
         try:
             return self._send_here(
                 agent_id,
@@ -247,7 +278,14 @@ class Delivery:
 
     # -- the copy the handler sees ---------------------------------------------------
 
-    def _delivered_copy(self, message: Message, message_type: int, sender: str | None) -> Message:
+    def _delivered_copy(
+        self, message: Message, message_type: int, sender: str | None, from_wire: bool = False
+    ) -> Message:
+        """What the handler sees: args and arg as builtins, never shared with the caller.
+        A message just decoded from the network already is that, and nobody else holds it."""
+        if from_wire:
+            message.message_type = message_type
+            return message
         if not isinstance(message, Message):
             raise TypeError(
                 f"send takes a paglets Message, got {type(message).__name__}; e.g. Message('kind', {{...}})"

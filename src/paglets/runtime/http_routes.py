@@ -469,6 +469,7 @@ class Routes:
                 no_delay=no_delay,
                 timeout=timeout,
                 follow=False,
+                from_wire=True,
             )
 
         result = await _within(server.run_blocking(_as_paglets_errors(job, message.kind)), timeout)

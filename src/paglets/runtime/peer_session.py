@@ -321,6 +321,7 @@ class PeerSession:
                 no_delay=frame.no_delay,
                 timeout=self.default_timeout,
                 follow=False,
+                from_wire=True,
             )
         except BaseException as exc:
             self.source.write(self._failure(frame.id, frame.agent, message, exc))
@@ -341,6 +342,7 @@ class PeerSession:
                 no_delay=frame.no_delay,
                 timeout=timeout,
                 follow=False,
+                from_wire=True,
             )
         except BaseException as exc:
             self.source.write(self._failure(frame.id, frame.agent, message, exc))
