@@ -25,6 +25,7 @@ from paglets.core.errors import (
 )
 from paglets.core.messages import SYNCHRONOUS, Message
 from paglets.remote.agent_route import decode_answer, moved_target
+from paglets.remote.http_pool import Headers
 from paglets.remote.message_route import outgoing
 from paglets.serialization import codec
 
@@ -88,7 +89,7 @@ class AsyncHostClient:
         accept: str = MSGPACK,
         headers: dict[str, str] | None = None,
         timeout: float | None = None,
-    ) -> tuple[int, dict[str, str], bytes]:
+    ) -> tuple[int, Headers, bytes]:
         """One exchange; any status is returned. Unreachable → `RemoteHostError`, no answer
         in time → `PagletTimeoutError`."""
         sent = {"Accept": accept}
@@ -101,13 +102,14 @@ class AsyncHostClient:
             async with self._sessions().request(
                 method, url, data=body, headers=sent, timeout=limit, allow_redirects=False
             ) as response:
-                return response.status, dict(response.headers), await response.read()
+                headers = Headers((k.lower(), v) for k, v in response.headers.items())
+                return response.status, headers, await response.read()
         except TimeoutError:
             raise PagletTimeoutError(f"{method} {url}: no answer within {limit.total:g}s") from None
         except (aiohttp.ClientError, OSError) as exc:
             raise RemoteHostError(f"could not reach {url}: {exc}") from None
 
-    def _error(self, status: int, headers: dict[str, str], data: bytes, what: str) -> PagletError:
+    def _error(self, status: int, headers: Headers, data: bytes, what: str) -> PagletError:
         try:
             body = decode_answer(headers, data)
         except Exception:
