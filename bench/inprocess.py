@@ -1,4 +1,4 @@
-"""The in-process rows of targets.md: a1, b2, e1, e3, f1, f2, f3 and f4 (in process).
+"""The in-process rows of targets.md: a1, b2, e1, e3, e5, f1, f2, f3 and f4 (in process).
 
 Host and caller share one process here (targets.md §6). Every host gets its own temporary
 persistence dir and is stopped at the end; nothing touches the home directory. Each group
@@ -40,7 +40,7 @@ from .harness import (
     time_batches,
     time_calls,
 )
-from .models import Ping, Pong, Small, small_state
+from .models import IsolatedSmall, Ping, Pong, Small, small_state
 
 __all__ = ["FULL", "GROUPS", "QUICK", "Group", "Sizes", "bench_host"]
 
@@ -243,6 +243,42 @@ def bench_e3(quick: bool) -> list[Result]:
     return [
         _latency("e3", "e3.deactivate", "deactivate (100 B state)", down, 1.0),
         _latency("e3", "e3.activate", "activate (100 B state)", up, 1.0),
+    ]
+
+
+# -- e5: process-isolated paglet ------------------------------------------------------
+
+
+def bench_e5(quick: bool) -> list[Result]:
+    """Create → first answered message for `ISOLATION = "process"` (the forkserver is
+    started by a warm-up create first), and the memory of an idle child."""
+    n = 5 if quick else 30
+    samples: list[float] = []
+    with bench_host("bench-e5") as host:
+        warm = host.create(IsolatedSmall, small_state(0))
+        warm.send(Message("echo", arg=1))
+        for i in range(n):
+            t0 = time.perf_counter()
+            proxy = host.create(IsolatedSmall, small_state(i + 1))
+            proxy.send(Message("echo", arg=1))
+            samples.append(time.perf_counter() - t0)
+            proxy.dispose()
+        child = psutil.Process(warm.info()["pid"])
+        info = child.memory_full_info()
+    return [
+        _latency("e5", "e5", "process-isolated paglet: create → ready", samples, 40.0),
+        Result(
+            "e5", "e5.child_rss", "idle process paglet child, RSS", "MiB", info.rss / MiB, None, 1
+        ),
+        Result(
+            "e5",
+            "e5.child_pss",
+            "idle process paglet child, PSS (shared pages split)",
+            "MiB",
+            getattr(info, "pss", info.rss) / MiB,
+            None,
+            1,
+        ),
     ]
 
 
@@ -638,6 +674,7 @@ GROUPS: dict[str, Group] = {
         Group("b2", "paglet → paglet round trip, same host", bench_b2),
         Group("e1", "clone on the same host", bench_e1),
         Group("e3", "deactivate / activate", bench_e3),
+        Group("e5", "process-isolated paglet", bench_e5),
         Group("f1", "memory per active paglet", bench_f1),
         Group("f2", "active paglets on one host", bench_f2),
         Group("f3", "inactive paglets on one host", bench_f3),

@@ -140,3 +140,9 @@ class Blob(Paglet[BlobState]):
         if kind == "size":
             return len(self.state.blob)
         return self.not_handled()
+
+
+class IsolatedSmall(Small):
+    """The 100 B paglet in its own child process (targets e5)."""
+
+    ISOLATION = "process"
