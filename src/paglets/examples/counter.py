@@ -40,3 +40,9 @@ class Counter(Paglet[CounterState]):
             peers = message.get_arg("peers", [])
             return self.state.count + sum(self.send(p, Message("get")) for p in peers)
         return self.not_handled()
+
+
+class IsolatedCounter(Counter):
+    """The same counter in a child process of its own (`ISOLATION = "process"`)."""
+
+    ISOLATION = "process"
