@@ -7,7 +7,7 @@ uv:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 
 sync: uv
-	@$(UV) sync --quiet
+	@$(UV) sync --quiet --extra docs
 
 demo: sync
 	$(UV) run python -m paglets.examples.quickstart
@@ -15,6 +15,7 @@ demo: sync
 test: sync
 	$(UV) run ruff check src tests bench
 	$(UV) run ruff format --check src tests bench
+	$(UV) run mkdocs build --strict --quiet --site-dir "$$(mktemp -d)"
 	$(UV) run python -m bench --quick --out bench/results
 	$(UV) run pytest -m "not slow" -q
 
@@ -34,6 +35,5 @@ bench: sync
 bench-quick: sync
 	$(UV) run python -m bench --quick
 
-docs: uv
-	$(UV) sync --quiet --extra docs
+docs: sync
 	$(UV) run mkdocs build --strict
