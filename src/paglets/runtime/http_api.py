@@ -25,7 +25,9 @@ from aiohttp import web
 from paglets.runtime import http_events, http_routes, http_wire, peer_socket
 from paglets.runtime.http_artifacts import artifact_routes
 from paglets.runtime.http_auth import Auth, host_id_of, mesh_hello
+from paglets.runtime.http_idempotency import IdempotencyCache
 from paglets.runtime.http_wire import HttpRefusal
+from paglets.runtime.mesh_routes import mesh_routes
 from paglets.runtime.transfer_routes import transfer_routes
 
 if TYPE_CHECKING:
@@ -61,6 +63,7 @@ class HttpServer:
         self.message_limit = int(host.max_body_bytes)
         self.state_limit = int(host.max_state_bytes)
         self.events = http_events.EventFeed(self)
+        self.idempotency = IdempotencyCache()
         self.host_id: str = ""
         self.started_at = time.time()
         self._started_monotonic = time.monotonic()
@@ -86,6 +89,7 @@ class HttpServer:
         router.add_get("/mesh/hello", mesh_hello)
         app.add_routes(transfer_routes(self.host))
         app.add_routes(artifact_routes(self.host))
+        app.add_routes(mesh_routes(self.host))
         self.peer = peer_socket.mount(app, self)  # GET /peer/ws: the message fast path
         return app
 
@@ -173,7 +177,7 @@ class HttpServer:
             refusal = http_wire.media_type_refusal(request)
             if refusal is not None:
                 raise refusal
-            return await handler(request)
+            return await self.idempotency.run(request, handler)
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
