@@ -35,6 +35,9 @@ class Checkpoints:
         with self._lock:
             self._dirty.add(cell)
 
+    def is_dirty(self, cell: Cell) -> bool:
+        return cell in self._dirty
+
     def forget(self, cell: Cell) -> None:
         with self._lock:
             self._dirty.discard(cell)

@@ -260,7 +260,8 @@ class Departures:
         )
         with host.store.transaction():
             self.log.insert(record)
-            if not clone:  # P's checkpoint is the envelope's state (network.md §2.3)
+            if not clone and not self._stored_state_is_current(cell, kind):
+                # P's checkpoint is the envelope's state (network.md §2.3).
                 host.store.update_states([(agent_id, state, now)])
         fault("source-after-preparing")
 
@@ -328,6 +329,24 @@ class Departures:
                     error=f"on_cloned: {type(exc).__name__}: {exc}",
                 )
         return PagletProxy(url, moved_id, host.peer_client, acknowledged=acknowledged)
+
+    def _stored_state_is_current(self, cell: Cell, kind: str) -> bool:
+        """True when the stored checkpoint already equals the envelope's state, so a large
+        paglet is not written once more (targets d3): nothing marked it dirty since it was
+        stored, and no departure hook or resource cleanup could have changed it."""
+        from paglets.core.agent import Paglet
+
+        info = cell.info
+        if (
+            info.checkpoint_mode == "never"
+            or info.checkpointed_at <= 0
+            or self.host.checkpoints.is_dirty(cell)
+        ):
+            return False
+        paglet = cell.paglet
+        hook = "on_reverting" if kind == "retract" else "on_dispatching"
+        overridden = getattr(type(paglet), hook) is not getattr(Paglet, hook)
+        return not overridden and not (paglet._resources is not None and paglet._resources.status())
 
     def _send_prepare(
         self,

@@ -101,7 +101,11 @@ class Lifecycle:
         )
 
     def _row(self, cell: Cell, state: bytes, status: str, **extra: Any) -> AgentRow:
+        """The full record of `cell` with `state`; the caller stores it now, so from here
+        on the stored state is the current one (the cell is clean)."""
         info = cell.info
+        info.checkpointed_at = now = time.time()
+        self.host.checkpoints.forget(cell)
         return AgentRow(
             agent_id=cell.agent_id,
             class_name=info.class_name,
@@ -112,7 +116,7 @@ class Lifecycle:
             epoch=info.epoch,
             home_url=info.home_url,
             created_at=info.created_at,
-            checkpointed_at=time.time(),
+            checkpointed_at=now,
             meta=info.meta,
             **extra,
         )
