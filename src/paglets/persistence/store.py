@@ -13,6 +13,7 @@ last column of its row so that listing without state never walks its overflow pa
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
@@ -300,11 +301,18 @@ class Store:
             conn.execute("PRAGMA temp_store=MEMORY")
             conn.execute("PRAGMA cache_size=-65536")  # 64 MiB of page cache
             conn.execute("PRAGMA busy_timeout=10000")
+            # Copying the WAL back into the database (a checkpoint) is left to a second
+            # connection on a background thread (`checkpoint_wal`), off the commit path;
+            # the writer only checkpoints itself when the WAL grows past 128 MiB.
+            conn.execute("PRAGMA wal_autocheckpoint=32768")
+            conn.execute("PRAGMA journal_size_limit=67108864")
             self._migrate(conn)
         except BaseException:
             conn.close()
             raise
         self._conn = conn
+        self._wal_conn: sqlite3.Connection | None = None
+        self._wal_lock = threading.Lock()
         self._lock = threading.RLock()
         self._depth = 0  # nesting of transaction(); > 0 means a BEGIN is open
         self._deferred = False  # a group-commit transaction is open
@@ -324,7 +332,25 @@ class Store:
         if version == 0:
             conn.executescript(f"BEGIN IMMEDIATE;{_SCHEMA}COMMIT;")
 
+    def checkpoint_wal(self) -> None:
+        """Copy committed WAL pages into the database without blocking writers (PASSIVE),
+        from a connection of its own. The host's timers call it about once a second."""
+        with self._wal_lock:
+            if self._closed:
+                return
+            if self._wal_conn is None:
+                self._wal_conn = sqlite3.connect(
+                    self.path, check_same_thread=False, isolation_level=None
+                )
+                self._wal_conn.execute("PRAGMA busy_timeout=1000")
+            with contextlib.suppress(sqlite3.OperationalError):  # busy: next time
+                self._wal_conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
     def close(self) -> None:
+        with self._wal_lock:
+            if self._wal_conn is not None:
+                self._wal_conn.close()
+                self._wal_conn = None
         with self._lock:
             if self._closed:
                 return

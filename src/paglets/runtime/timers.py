@@ -95,6 +95,7 @@ class Timers:
             if checkpoint:
                 self._next_checkpoint = time.monotonic() + self.checkpoint_interval
                 self.host.checkpoints.flush()
+                self.host.store.checkpoint_wal()
             if activation:
                 self._activate_due()
         except Exception:
