@@ -17,7 +17,6 @@ from paglets import Message, TransferTicket
 from paglets.core.errors import PagletError
 from paglets.remote.client import HostClient
 from support.processes import HostProcess
-from support.waiting import wait_until
 
 COUNTER = "paglets.examples.counter:Counter"
 COUNTER_STATE = "paglets.examples.counter:CounterState"
@@ -97,7 +96,20 @@ def run_chaos(
         except PagletError:
             return False
 
-    wait_until(settled, timeout=60)
+    deadline = time.monotonic() + 120
+    while not settled():
+        if time.monotonic() > deadline:
+            still_open = {
+                h.name: [
+                    client.get_json(f"{urls[h.name]}/transfers?role={role}&status={status}")[
+                        "transfers"
+                    ]
+                    for role, status in (("source", "COMMITTED"), ("target", "PREPARED"))
+                ]
+                for h in hosts
+            }
+            pytest.fail(f"transfers still undecided after 120 s: {still_open}")
+        time.sleep(0.2)
     seen: dict[str, list[str]] = {agent_id: [] for agent_id in expected}
     for host in hosts:
         for agent_id in live_agents(client, urls[host.name]) & set(expected):

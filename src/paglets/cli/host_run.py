@@ -237,10 +237,6 @@ def check_options(o: HostOptions) -> HostPlan:
             f"--insecure: {exposed[0]} without a mesh key: anyone who reaches this address "
             "can run paglets here"
         )
-    if o.peers and o.mesh:
-        warnings.append(
-            "mesh membership is not available yet: --peer seeds are recorded, not joined"
-        )
     source = None
     if o.mesh_version is not None:
         source = "--mesh-version"

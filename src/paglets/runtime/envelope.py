@@ -23,7 +23,9 @@ PROTOCOL = 1
 ENVELOPE_TYPE = "application/vnd.paglets.envelope"
 MSGPACK = "application/msgpack"
 COMMIT_BACKOFF = (0.2, 30.0)
-STATUS_BACKOFF = (1.0, 60.0)
+# network.md §2.4 says up to 60 s; we cap at 10 s: the GET is cheap, and the cap bounds how
+# long a prepared copy waits after its source comes back (the source may have aborted).
+STATUS_BACKOFF = (1.0, 10.0)
 PREFLIGHT_FRESH = 2.0  # seconds a peer's /health answer is trusted for preflight
 STAGED_FILE_TTL = 86400.0  # staged files expire unless a PREPARE claims them
 

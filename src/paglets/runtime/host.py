@@ -4,7 +4,9 @@ delivery, checkpoints, timers and the store."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import dataclasses
 import logging
 import os
 import re
@@ -185,7 +187,7 @@ class Host:
         )
         self.default_timeout = default_timeout
         self.defer_commits = durability != "full"
-        self.mesh = None  # membership arrives with the mesh layer
+        self.mesh: Any = None  # the SwimNode once started (mesh_transport.start_mesh)
 
         root = (
             Path(persistence_dir)
@@ -255,6 +257,10 @@ class Host:
         self.transfers.recover()
         self.lifecycle.recover_all()
         self.timers.start(self._loop)
+        if self.mesh_enabled:
+            from paglets.runtime.mesh_transport import start_mesh
+
+            self.mesh = start_mesh(self)
         return self
 
     def _bind(self) -> None:
@@ -294,6 +300,7 @@ class Host:
         start), save the ones still busy after `grace` from their last checkpoint, stop."""
         if not self._begin_stop():
             return
+        self._leave_mesh()
         self.lifecycle.shutdown_all(grace)
         self._finish_stop()
 
@@ -333,7 +340,38 @@ class Host:
             with contextlib.suppress(Exception):
                 asyncio.run_coroutine_threadsafe(self.http.stop(), self._loop).result(5)
 
+    def _leave_mesh(self) -> None:
+        """Tell the mesh this host leaves (so others list it `left`, not `dead`); wait at most
+        a second for the news to go out."""
+        node = self.mesh
+        if node is None:
+            return
+        with contextlib.suppress(Exception):
+            self._on_loop(node.leave)
+            deadline = time.monotonic() + 1.0
+            while node.running and time.monotonic() < deadline:
+                time.sleep(0.02)
+
+    def _on_loop(self, fn: Callable[..., Any], *args: Any, timeout: float = 5.0) -> Any:
+        """`fn(*args)` on the loop thread, where the mesh node's methods must run."""
+        loop = self._loop
+        if loop is None or threading.current_thread() is self._loop_thread:
+            return fn(*args)
+        result: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+        def call() -> None:
+            try:
+                result.set_result(fn(*args))
+            except BaseException as exc:
+                result.set_exception(exc)
+
+        loop.call_soon_threadsafe(call)
+        return result.result(timeout)
+
     def _finish_stop(self) -> None:
+        if self.mesh is not None:
+            with contextlib.suppress(Exception):
+                self._on_loop(self.mesh.stop)
         self.timers.stop()
         self._stop_server()
         self.checkpoints.flush()
@@ -497,6 +535,11 @@ class Host:
             return self.address
         if "://" in name_or_url:
             return name_or_url
+        if self.mesh is not None:
+            try:
+                return self._on_loop(self.mesh.resolve, name_or_url)
+            except HostError as exc:
+                raise TransferError(str(exc), stage="preflight", code="preflight") from None
         raise TransferError(
             f"no host named {name_or_url!r} in this host's mesh view",
             stage="preflight",
@@ -778,9 +821,13 @@ class Host:
             "capabilities": [],
             "tags": list(self.tags),
             "properties": dict(self.properties),
+            "host_id": self.host_id,
+            "incarnation": self.mesh.record.incarnation if self.mesh is not None else 0,
         }
 
     def list_hosts(self, *, online_only: bool = False, include_self: bool = True) -> list[Any]:
+        if self.mesh is not None and self._state == "running":
+            return self._mesh_hosts(online_only=online_only, include_self=include_self)
         if not include_self:
             return []
         from paglets.remote.mesh import HostRef
@@ -799,6 +846,17 @@ class Host:
                 properties=dict(self.properties),
             )
         ]
+
+    def _mesh_hosts(self, *, online_only: bool, include_self: bool) -> list[Any]:
+        refs = self._on_loop(lambda: self.mesh.host_refs(time.time(), include_self=include_self))
+        if include_self and refs:
+            # This host's own counts are exact here; its load summary may lag.
+            refs[0] = dataclasses.replace(
+                refs[0],
+                active_count=len(self.registry.live),
+                inactive_count=self.store.count_agents("inactive"),
+            )
+        return [r for r in refs if r.online] if online_only else refs
 
     # -- properties and events -------------------------------------------------------
 
