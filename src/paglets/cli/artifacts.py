@@ -22,12 +22,12 @@ import typer
 
 from paglets.artifacts import ArtifactRef, safe_file_name
 from paglets.cli.errors import EXIT_FAILED, EXIT_USAGE, CliError
+from paglets.cli.session import DEFAULT_ENTRY, ApiKeyEnv, Entry, Json, Quiet, Timeout
 from paglets.cli.values import option, parse_duration
 from paglets.core.errors import AuthenticationError, PagletError, RemoteHostError
 
 __all__ = ["app"]
 
-DEFAULT_ENTRY = "http://127.0.0.1:8765"
 
 app = typer.Typer(
     name="artifacts",
@@ -38,35 +38,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["--help", "-h"]},
 )
 
-# -- common options (cli.md 0.2) ------------------------------------------------------------
-
-Entry = Annotated[
-    str | None,
-    typer.Option(
-        "--entry",
-        metavar="NAME|URL",
-        help="The host to talk to first (default: PAGLETS_ENTRY, else http://127.0.0.1:8765).",
-    ),
-]
-Json = Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")]
-Timeout = Annotated[
-    float,
-    typer.Option(
-        "--timeout",
-        metavar="DURATION",
-        parser=option(parse_duration),
-        help="Deadline of each control call (e.g. 10s, 1m).",
-    ),
-]
-ApiKeyEnv = Annotated[
-    str | None,
-    typer.Option(
-        "--api-key-env",
-        metavar="NAME",
-        help="Variable holding the mesh key (default PAGLETS_API_KEY, then ~/.paglets/mesh.key).",
-    ),
-]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or info lines.")]
+# The common options (cli.md 0.2) are the ones every command group shares.
 HostOpt = Annotated[
     str | None,
     typer.Option("--host", metavar="NAME|URL", help="The host holding the artifacts."),
