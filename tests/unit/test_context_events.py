@@ -190,8 +190,8 @@ def test_failing_listener_yields_event(log: ContextEventLog) -> None:
 
 
 def test_host_address_is_settable(log: ContextEventLog) -> None:
-    log.host_address = "http://10.0.0.1:8080"
-    assert log.emit("context-start").host_address == "http://10.0.0.1:8080"
+    log.host_address = "http://192.0.2.1:8080"
+    assert log.emit("context-start").host_address == "http://192.0.2.1:8080"
 
 
 def test_without_store_keeps_memory_ring() -> None:

@@ -191,7 +191,7 @@ def test_other_code_version_is_listed_incompatible_with_both_versions() -> None:
 
 
 def test_other_scheme_or_protocol_is_incompatible() -> None:
-    table = table_with(alive(1, url="https://10.0.0.1:9001"), alive(2, protocol=2))
+    table = table_with(alive(1, url="https://192.0.2.1:9001"), alive(2, protocol=2))
     reasons = {m.name: m.incompatible_reason for m in table}
     assert "'https'" in reasons["h1"] and "'http'" in reasons["h1"]  # type: ignore[operator]
     assert "protocol 2" in reasons["h2"] and "1" in reasons["h2"]  # type: ignore[operator]
