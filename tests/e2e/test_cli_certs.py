@@ -87,7 +87,7 @@ def test_ca_host_and_client_certificates(capsys: pytest.CaptureFixture[str]) -> 
     assert cli(capsys, "certs", "ca", "--force", "--mesh", "lab")[0] == 0
 
     code, out, _ = cli(
-        capsys, "certs", "host", "alpha", "--ip", "10.1.2.3", "--dns", "alpha.lab", "--days", "30"
+        capsys, "certs", "host", "alpha", "--ip", "192.0.2.3", "--dns", "alpha.lab", "--days", "30"
     )
     assert code == 0 and "--tls-cert" in out
     assert mode(tls / "alpha.key") == 0o600
@@ -98,13 +98,13 @@ def test_ca_host_and_client_certificates(capsys: pytest.CaptureFixture[str]) -> 
     dns = sans.get_values_for_type(x509.DNSName)
     ips = [str(ip) for ip in sans.get_values_for_type(x509.IPAddress)]
     assert {"alpha", "alpha.lab", "localhost"} <= set(dns)
-    assert {"10.1.2.3", "127.0.0.1", "::1"} <= set(ips)
+    assert {"192.0.2.3", "127.0.0.1", "::1"} <= set(ips)
     assert 29 <= (cert.not_valid_after_utc - cert.not_valid_before_utc).days <= 30
 
     code, out, _ = cli(capsys, "certs", "show", str(tls / "alpha.crt"))
     fields = dict(line.split(None, 1) for line in out.splitlines())
     assert code == 0 and fields["subject"].strip() == "CN=alpha,O=lab"
-    assert "10.1.2.3" in fields["sans"] and fields["ca"].strip() == "no"
+    assert "192.0.2.3" in fields["sans"] and fields["ca"].strip() == "no"
     assert any(x.startswith("not after") and x.endswith("(valid)") for x in out.splitlines())
 
     assert cli(capsys, "certs", "client", "operator")[0] == 0

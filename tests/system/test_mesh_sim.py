@@ -236,7 +236,7 @@ def test_a_host_restarted_at_a_new_url_is_the_same_host() -> None:
     sim = formed(10, seed=17, spread=1.0)
     victim = sim.hosts[6]
     sim.kill(victim)
-    victim.url = "http://10.9.0.6:9999"
+    victim.url = "http://192.0.2.6:9999"
     sim.start(victim)
 
     def moved() -> bool:

@@ -304,17 +304,17 @@ def test_a_suspected_host_refutes_with_a_higher_incarnation() -> None:
 def test_the_own_host_id_at_another_url_stops_the_host() -> None:
     bench = Bench(members=1)
     node = bench.node
-    copy = MemberRecord(node.host_id, "h1", "http://10.9.9.9:8765", 1, code_version="dev")
+    copy = MemberRecord(node.host_id, "h1", "http://192.0.2.9:8765", 1, code_version="dev")
     node.on_frame(Gossip(rec(2).identity(), [Update(ALIVE, node.host_id, 1, copy)]))
     assert bench.fatal and bench.fatal[0][0] == "host-id-collision"
-    assert "10.9.9.9" in bench.fatal[0][1] and not node.running
+    assert "192.0.2.9" in bench.fatal[0][1] and not node.running
 
 
 def test_an_old_record_of_this_host_at_another_url_is_no_collision() -> None:
     bench = Bench(members=1)
     node = bench.node
     node.update_record(tags=("x",))  # incarnation 2
-    old = MemberRecord(node.host_id, "h1", "http://10.9.9.9:8765", 1, code_version="dev")
+    old = MemberRecord(node.host_id, "h1", "http://192.0.2.9:8765", 1, code_version="dev")
     node.on_frame(Gossip(rec(2).identity(), [Update(ALIVE, node.host_id, 1, old)]))
     assert bench.fatal == [] and node.running
 
@@ -348,7 +348,7 @@ def test_leave_is_pushed_then_the_node_stops() -> None:
 
 def test_a_seed_refuses_a_name_held_by_another_host_id() -> None:
     bench = Bench(members=2)
-    impostor = MemberRecord("e" * 32, "h2", "http://10.0.0.99:8765", 1, code_version="dev")
+    impostor = MemberRecord("e" * 32, "h2", "http://192.0.2.99:8765", 1, code_version="dev")
     bench.node.on_frame(Sync(3, impostor, join=True))
     [(reply, to)] = bench.out.take(SyncReply)
     assert isinstance(reply, SyncReply) and reply.error == "name-taken"
