@@ -1,0 +1,112 @@
+"""`paglets mesh`: the mesh as the entry host sees it (cli.md §3).
+
+`hosts` (alias `members`) reads the entry's membership view (`GET /mesh/members`); no
+other host is asked. `summary` and `targets` need the resource summaries gossiped with
+membership and come with the system services.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from paglets.cli.errors import EXIT_FAILED
+from paglets.cli.session import (
+    ApiKeyEnv,
+    Entry,
+    Json,
+    Quiet,
+    Timeout,
+    open_session,
+    print_json,
+    short_id,
+    table,
+)
+
+app = typer.Typer(
+    name="mesh",
+    help="The mesh as the entry host sees it: members, their state, versions and tags.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["--help", "-h"]},
+)
+
+STATUSES = ("alive", "suspect", "dead", "left", "incompatible")
+
+
+def _age(seconds: Any) -> str:
+    if not isinstance(seconds, int | float):
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.0f}s ago"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f}m ago"
+    return f"{seconds / 3600:.1f}h ago"
+
+
+def _status(member: dict[str, Any]) -> str:
+    if member.get("incompatible_reason"):
+        return "incompatible"
+    return str(member.get("status") or "-")
+
+
+def hosts(
+    status: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--status", metavar="S", help=f"Only members in this state ({', '.join(STATUSES)})."
+        ),
+    ] = None,
+    long: Annotated[bool, typer.Option("--long", help="Full host ids.")] = False,
+    entry: Entry = None,
+    json_: Json = False,
+    timeout: Timeout = 10.0,
+    api_key_env: ApiKeyEnv = None,
+    quiet: Quiet = False,
+) -> None:
+    """Mesh members from the entry host's view; incompatible ones give the reason."""
+    from paglets.cli.errors import CliError
+
+    wanted = set(status or ())
+    unknown = wanted - set(STATUSES)
+    if unknown:
+        raise CliError(
+            f"--status: unknown state {sorted(unknown)[0]!r} (one of: {', '.join(STATUSES)})"
+        )
+    session = open_session(entry, timeout, api_key_env, json_, quiet)
+    answer = session.call(lambda: session.client.get_json(f"{session.entry}/mesh/members"))
+    members = [m for m in (answer or {}).get("members") or () if isinstance(m, dict)]
+    if wanted:
+        members = [m for m in members if _status(m) in wanted]
+    members.sort(key=lambda m: (not m.get("self"), str(m.get("name"))))
+    if json_:
+        print_json({"hosts": members})
+    elif members:
+        table(
+            "Mesh Hosts",
+            ["name", "status", "url", "version", "tags", "paglets", "status since", "host id"],
+            [
+                [
+                    str(m.get("name")) + (" (entry)" if m.get("self") else ""),
+                    _status(m)
+                    + (f": {m['incompatible_reason']}" if m.get("incompatible_reason") else ""),
+                    str(m.get("url") or "-"),
+                    str(m.get("code_version") or "-"),
+                    ",".join(m.get("tags") or ()) or "-",
+                    f"{m.get('active_count', 0)} active, {m.get('inactive_count', 0)} inactive",
+                    "now" if m.get("self") else _age(m.get("status_age_s")),
+                    short_id(m.get("host_id"), long),
+                ]
+                for m in members
+            ],
+        )
+    else:
+        print("No mesh members match.")
+    if not members:
+        raise typer.Exit(EXIT_FAILED)
+
+
+app.command("hosts")(hosts)
+app.command("members", help="Alias of `hosts`.")(hosts)
