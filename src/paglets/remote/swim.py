@@ -593,7 +593,9 @@ class SwimNode:
         if not relay:
             pass
         elif liveness == ALIVE:
-            self._enqueue(_alive_of(member), urgent=previous == SUSPECT)
+            # A join is pushed, not only piggybacked: a new host is known everywhere in
+            # about a second instead of a few probe rounds (targets h2).
+            self._enqueue(_alive_of(member), urgent=previous is None or previous == SUSPECT)
         elif liveness == SUSPECT:
             by = update.by if update is not None else None
             self._enqueue(Update(SUSPECT, member.host_id, member.incarnation, by=by), urgent=True)
