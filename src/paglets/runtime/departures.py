@@ -26,6 +26,7 @@ from paglets.core.ids import new_agent_id
 from paglets.persistence.transfer_log import Pointer, TransferLog, TransferRecord
 from paglets.remote.proxy import PagletProxy
 from paglets.remote.transfer import TransferTicket
+from paglets.runtime import local_hosts
 from paglets.runtime.mailbox import Cell, CellGone
 
 if TYPE_CHECKING:
@@ -81,7 +82,22 @@ class Departures:
     def _preflight(self, url: str, ticket: TransferTicket) -> dict[str, Any]:
         host = self.host
         cached = self._peers.get(url)
-        if cached is not None and time.monotonic() - cached[0] < PREFLIGHT_FRESH:
+        member = self._member_at(url)
+        if member is not None:  # the membership view: no round trip (architecture §7.1)
+            if member.status not in ("alive", "incompatible"):  # incompatible: named below
+                raise TransferError(
+                    f"cannot move to {member.name!r}: the mesh sees it {member.status}",
+                    stage="preflight",
+                    code="preflight",
+                )
+            peer = {
+                "name": member.name,
+                "host_id": member.host_id,
+                "code_version": member.code_version,
+                "tags": list(member.tags),
+                "capabilities": list(member.capabilities),
+            }
+        elif cached is not None and time.monotonic() - cached[0] < PREFLIGHT_FRESH:
             peer = cached[1]
         else:
             try:
@@ -122,6 +138,16 @@ class Departures:
                 code="preflight",
             )
         return peer
+
+    def _member_at(self, url: str) -> Any:
+        """The mesh member serving `url`, if this host's membership view has one."""
+        if self.host.mesh is None:
+            return None
+        wanted = local_hosts.normalise_url(url)
+        for ref in self.host.list_hosts(include_self=False):
+            if local_hosts.normalise_url(ref.url) == wanted:
+                return ref
+        return None
 
     def _stage_files(self, url: str, cell: Cell) -> list[dict[str, Any]]:
         refs = cell.info.meta.get("files") or []
