@@ -913,9 +913,6 @@ class Host:
         context._cell = cell
         cell.paglet._context = context
 
-    def _bind_current(self, cell: Cell) -> None:
-        """Make `PagletProxyRef.resolve()` without arguments work on a paglet's own threads."""
-
     # Waiting and notification live in runtime/waiting.py; contexts reach them here.
     def _wait_message(self, cell: Cell, timeout: float | None) -> bool:
         return self.waiting.wait_message(cell, self.default_timeout if timeout is None else timeout)

@@ -140,7 +140,6 @@ class Lifecycle:
         host = self.host
 
         def runner() -> None:
-            host._bind_current(cell)
             try:
                 paglet.run()
             except BaseException as exc:
