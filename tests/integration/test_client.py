@@ -30,6 +30,7 @@ from paglets.core.errors import (
 from paglets.remote.proxy import PagletProxy
 from support import messaging_models as mm
 from support import move_models as moves
+from support.certs import make_certificates
 from support.waiting import wait_until
 
 
@@ -406,60 +407,10 @@ def test_dispatch_through_the_client_updates_the_cache(
 # -- TLS ---------------------------------------------------------------------------------------
 
 
-def _certificates(tmp_path: Path) -> dict[str, str]:
-    """A test CA, and a server and a client certificate it signed (for 127.0.0.1)."""
-    import datetime
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    now = datetime.datetime.now(datetime.UTC)
-    paths: dict[str, str] = {}
-
-    def issue(name: str, issuer: Any, issuer_key: Any, *, ca: bool = False) -> tuple[Any, Any]:
-        key = ec.generate_private_key(ec.SECP256R1())
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(issuer or subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        )
-        if not ca:
-            builder = builder.add_extension(
-                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                critical=False,
-            )
-        cert = builder.sign(issuer_key or key, hashes.SHA256())
-        key_path, cert_path = tmp_path / f"{name}.key", tmp_path / f"{name}.pem"
-        key_path.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        paths[f"{name}_key"], paths[f"{name}_cert"] = str(key_path), str(cert_path)
-        return key, cert
-
-    ca_key, ca_cert = issue("ca", None, None, ca=True)
-    issue("server", ca_cert.subject, ca_key)
-    issue("client", ca_cert.subject, ca_key)
-    return paths
-
-
 def test_https_with_the_mesh_ca_and_a_client_certificate(
     make_host: Callable[..., Host], tmp_path: Path
 ) -> None:
-    certs = _certificates(tmp_path)
+    certs = make_certificates(tmp_path)
     host = make_host(
         "tls",
         api_key="s3cret",

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from paglets import Host
+from support.certs import make_certificates
 from support.http_calls import Answer, Http
 
 KEY = "k"
@@ -175,60 +176,6 @@ def test_the_key_never_appears_in_answers(make_host: Callable[..., Host]) -> Non
 # -- TLS ----------------------------------------------------------------------------------
 
 
-def _certificates(tmp_path: Path) -> dict[str, str]:
-    """A throwaway CA, a server certificate for 127.0.0.1 and a client certificate."""
-    import datetime
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    now = datetime.datetime.now(datetime.UTC)
-    paths: dict[str, str] = {}
-
-    def write(name: str, key: Any, cert: x509.Certificate) -> None:
-        key_path, cert_path = tmp_path / f"{name}.key", tmp_path / f"{name}.pem"
-        key_path.write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        paths[f"{name}_key"], paths[f"{name}_cert"] = str(key_path), str(cert_path)
-
-    def issue(name: str, issuer: Any, issuer_key: Any, *, ca: bool = False) -> tuple[Any, Any]:
-        key = ec.generate_private_key(ec.SECP256R1())
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        builder = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(issuer or subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        )
-        if not ca:
-            builder = builder.add_extension(
-                x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                critical=False,
-            )
-        cert = builder.sign(issuer_key or key, hashes.SHA256())
-        return key, cert
-
-    ca_key, ca_cert = issue("paglets test CA", None, None, ca=True)
-    write("ca", ca_key, ca_cert)
-    for name in ("server", "client"):
-        key, cert = issue(name, ca_cert.subject, ca_key)
-        write(name, key, cert)
-    return paths
-
-
 def _https(host: Host, certs: dict[str, str], *, client_cert: bool) -> http.client.HTTPSConnection:
     context = ssl.create_default_context(cafile=certs["ca_cert"])
     if client_cert:
@@ -237,7 +184,7 @@ def _https(host: Host, certs: dict[str, str], *, client_cert: bool) -> http.clie
 
 
 def test_tls_serves_https(make_host: Callable[..., Host], tmp_path: Path) -> None:
-    certs = _certificates(tmp_path)
+    certs = make_certificates(tmp_path)
     host = make_host("tls", tls_cert=certs["server_cert"], tls_key=certs["server_key"])
     conn = _https(host, certs, client_cert=False)
     try:
@@ -251,7 +198,7 @@ def test_tls_serves_https(make_host: Callable[..., Host], tmp_path: Path) -> Non
 def test_a_verified_client_certificate_authenticates(
     make_host: Callable[..., Host], tmp_path: Path
 ) -> None:
-    certs = _certificates(tmp_path)
+    certs = make_certificates(tmp_path)
     host = make_host(
         "mtls",
         api_key=KEY,
