@@ -1,7 +1,7 @@
 # Two commands set everything up: `make demo` and `make test`.
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 
-.PHONY: demo test test-slow lint typecheck bench bench-quick docs uv sync
+.PHONY: demo test test-slow lint typecheck bench bench-quick docs uv sync browser
 
 uv:
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
@@ -9,10 +9,16 @@ uv:
 sync: uv
 	@$(UV) sync --quiet --extra docs
 
+# The dashboard's browser tests drive Debian's Chromium (never a downloaded browser).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+		&& (apt-get install -y -qq chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)) \
+		|| echo "chromium not installed: browser tests will be skipped"; }
+
 demo: sync
 	$(UV) run python -m paglets.examples.quickstart
 
-test: sync
+test: sync browser
 	$(UV) run ruff check src tests bench
 	$(UV) run ruff format --check src tests bench
 	$(UV) run mkdocs build --strict --quiet --site-dir "$$(mktemp -d)"

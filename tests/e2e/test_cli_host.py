@@ -259,23 +259,6 @@ def test_key_file_readable_by_others_is_refused(tmp_path: Path) -> None:
     assert "chmod 600" in assert_one_line_failure(result)
 
 
-@pytest.mark.parametrize(
-    "flag",
-    [
-        ["--discover"],
-        ["--connect-to", "http://127.0.0.1:9"],
-        ["--auto-update-from-git"],
-        ["--launch-config", "/nonexistent/launch.toml"],
-        ["--gpus", "none"],
-    ],
-)
-def test_flags_of_features_not_built_yet_are_refused(tmp_path: Path, flag: list[str]) -> None:
-    result = run_paglets(
-        "host", "--name", "alpha", "--port", "0", *flag, home=tmp_path, api_key="k"
-    )
-    assert "not available yet" in assert_one_line_failure(result)
-
-
 def test_port_in_use_is_one_line(tmp_path: Path) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -329,3 +312,26 @@ def test_root_help_lists_host_and_no_command_loads_the_runtime(tmp_path: Path) -
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
     )
     assert out.stdout.strip() == "[] 2 False", out.stdout + out.stderr
+
+
+def test_limit_and_retention_flags_are_taken(host_process: Any, tmp_path: Path) -> None:
+    roots = tmp_path / "data"
+    roots.mkdir()
+    alpha: HostProcess = host_process(
+        "alpha",
+        args=[
+            "--max-connections", "64", "--pointer-ttl", "1d",
+            "--transfer-log-retention", "2d", "--artifact-owner-cleanup", "keep",
+            "--file-root", str(roots),
+        ],
+    )  # fmt: skip
+    assert call(f"{alpha.url}/health")["name"] == "alpha"
+    assert alpha.interrupt() == 0
+
+
+def test_a_bad_cleanup_policy_is_one_line(tmp_path: Path) -> None:
+    result = run_paglets(
+        "host", "--name", "alpha", "--port", "0", "--artifact-owner-cleanup", "later",
+        home=tmp_path,
+    )  # fmt: skip
+    assert "--artifact-owner-cleanup" in assert_one_line_failure(result)

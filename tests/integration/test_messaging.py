@@ -631,7 +631,6 @@ SPEC_ALL = [
     "ServiceContract", "ServiceOperation", "EmptyPayload", "ArtifactRef",
 ]
 # fmt: on
-NOT_YET = {"ServiceContract", "ServiceOperation", "EmptyPayload"}
 
 
 def _modules_after(statement: str) -> set[str]:
@@ -662,18 +661,7 @@ def test_all_is_exactly_the_documented_list() -> None:
     assert isinstance(paglets.__version__, str)
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(
-            n,
-            marks=pytest.mark.xfail(strict=False, reason="arrives with the network/services issue"),
-        )
-        if n in NOT_YET
-        else n
-        for n in SPEC_ALL
-    ],
-)
+@pytest.mark.parametrize("name", SPEC_ALL)
 def test_every_top_level_name_resolves(name: str) -> None:
     value = getattr(paglets, name)
     assert value is getattr(__import__("paglets", fromlist=[name]), name)

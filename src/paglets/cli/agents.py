@@ -8,8 +8,9 @@ members'), an exact id always wins, and an ambiguous prefix is exit 2 with the c
 An id that no listing shows is used as given, so a paglet that moved away is still
 reached through the entry's forwarding pointer (the client follows it, network.md 1.6).
 
-Not here yet: `restart` (the hosts have no `POST /agents/{id}/restart` route) and
-`resolve` (ending a transfer whose peer is gone needs a host-side route, network.md 2.5).
+`restart` brings a crashed paglet back from its last checkpoint; `resolve TID --keep-here |
+--give-up` ends a transfer whose other host is gone for good (network.md 2.5; the host
+refuses while that host answers).
 """
 
 from __future__ import annotations
@@ -1063,3 +1064,107 @@ def transfers(
         print("No open transfers." if open_only else "No transfers.")
     if not records:
         raise typer.Exit(EXIT_FAILED)
+
+
+# -- restart, resolve -----------------------------------------------------------------------
+
+
+@app.command("restart")
+def restart(
+    agent: AgentId,
+    entry: Entry = None,
+    json_: Json = False,
+    timeout: Timeout = 10.0,
+    api_key_env: ApiKeyEnv = None,
+    quiet: Quiet = False,
+) -> None:
+    """Restart a crashed paglet from its last checkpoint."""
+    session = open_session(entry, timeout, api_key_env, json_, quiet)
+    ref = resolve_agent(session, agent)
+    proxy = session.call(lambda: session.client.restart(ref.url, ref.agent_id))
+    if json_:
+        print_json({"agent_id": ref.agent_id, "host_url": proxy.host_url})
+    else:
+        print(f"restarted {ref.agent_id} on {proxy.host_url}")
+
+
+TID_MIN_PREFIX = 8
+
+
+def _transfer_id(session: Session, text: str) -> str:
+    """A full transfer id, or a unique prefix of at least 8 hex characters among the entry
+    host's transfers (cli.md 0.4)."""
+    tid = text.strip().lower()
+    if not tid or any(c not in "0123456789abcdef" for c in tid) or len(tid) > 32:
+        raise CliError(
+            f"TID {text!r} is not a transfer id (32 hex characters, or a unique prefix)",
+            hint="paglets agents transfers --open --long lists them",
+        )
+    if len(tid) == 32:
+        return tid
+    if len(tid) < TID_MIN_PREFIX:
+        raise CliError(f"transfer id prefix {text!r} is too short: give at least 8 characters")
+    answer = session.call(lambda: session.client.get_json(f"{session.entry}/transfers"))
+    found = sorted(
+        {
+            str(r.get("transfer_id"))
+            for r in (answer or {}).get("transfers") or ()
+            if str(r.get("transfer_id") or "").startswith(tid)
+        }
+    )
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise CliError(
+            f"no transfer starting with {text!r} on {session.entry}",
+            hint="paglets agents transfers --long lists them",
+            code=EXIT_FAILED,
+        )
+    raise CliError(
+        f"transfer id prefix {text!r} is ambiguous: {', '.join(found[:CANDIDATES_SHOWN])}",
+        hint="give more characters of the id",
+    )
+
+
+@app.command("resolve")
+def resolve(
+    transfer: Annotated[
+        str, typer.Argument(metavar="TID", help="Transfer id or unique prefix (8+).")
+    ],
+    keep_here: Annotated[
+        bool, typer.Option("--keep-here", help="Make the entry host's copy the live one.")
+    ] = False,
+    give_up: Annotated[
+        bool, typer.Option("--give-up", help="Discard the entry host's side of it.")
+    ] = False,
+    entry: Entry = None,
+    json_: Json = False,
+    timeout: Timeout = 10.0,
+    api_key_env: ApiKeyEnv = None,
+    quiet: Quiet = False,
+) -> None:
+    """End a transfer whose other host is gone for good (refused while it answers)."""
+    if keep_here == give_up:
+        raise CliError(
+            "give exactly one of --keep-here or --give-up",
+            hint="--keep-here makes this host's copy live; --give-up discards it",
+        )
+    decision = "keep-here" if keep_here else "give-up"
+    session = open_session(entry, timeout, api_key_env, json_, quiet)
+    tid = _transfer_id(session, transfer)
+    answer = session.call(
+        lambda: session.client.post_json(
+            f"{session.entry}/transfers/{tid}/resolve", {"decision": decision}
+        )
+    )
+    if json_:
+        print_json(answer)
+        return
+    agent_id = answer.get("agent_id")
+    if answer.get("status") == "COMMITTED":
+        proxy = answer.get("proxy") or {}
+        print(f"kept {agent_id} here: live on {proxy.get('host_url') or session.entry}")
+    elif answer.get("role") == "target":
+        print(f"gave up transfer {tid}: the copy of {agent_id} on {session.entry} is discarded")
+    else:
+        print(f"gave up transfer {tid}: COMMIT of {agent_id} is no longer resent")

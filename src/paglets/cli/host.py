@@ -4,9 +4,9 @@ Parsing only: values are checked here (sizes, durations, choices: exit 2 with th
 named), and `paglets.cli.host_run` decides what the combination means and runs the host.
 Nothing from the runtime is imported until a host actually starts.
 
-Flags whose feature is not in this build yet (LAN binding, discovery, relay, jobs, launch
-config, auto-update, ...) are accepted by the parser and refused by `host_run` with one
-line and exit 2 when given, never ignored.
+Flags whose feature is not in this build yet (relay, launch config, ...) are accepted by
+the parser and refused by `host_run` with one line and exit 2 when given, never ignored.
+`paglets host drain` is in `paglets.cli.host_drain`.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Annotated
 import typer
 
 from paglets.cli.host_options import HostOptions
+from paglets.cli.session import ApiKeyEnv, Entry, Json, Quiet, Timeout
 from paglets.cli.values import (
     option,
     parse_choice,
@@ -267,11 +268,28 @@ def host(
         bool, typer.Option("--yes", "-y", help="Replace without asking.", rich_help_panel=LAUNCH)
     ] = False,
     # -- auto-update
-    auto_update_from_git: Annotated[bool, typer.Option(rich_help_panel=UPDATE)] = False,
+    auto_update_from_git: Annotated[
+        bool,
+        typer.Option(
+            help="Follow the working directory's git upstream: update, restart (trusted labs).",
+            rich_help_panel=UPDATE,
+        ),
+    ] = False,
     auto_update_min_interval: Annotated[
-        float | None, typer.Option(parser=_duration, metavar="DURATION", rich_help_panel=UPDATE)
+        float | None,
+        typer.Option(
+            parser=_duration,
+            metavar="DURATION",
+            help="At most one update run per interval (default 60s).",
+            rich_help_panel=UPDATE,
+        ),
     ] = None,
-    auto_update_verify_signatures: Annotated[bool, typer.Option(rich_help_panel=UPDATE)] = False,
+    auto_update_verify_signatures: Annotated[
+        bool,
+        typer.Option(
+            help="Install only commits git verify-commit accepts.", rich_help_panel=UPDATE
+        ),
+    ] = False,
     # -- output
     log_level: Annotated[
         str, typer.Option(parser=_log_level, metavar="LEVEL", rich_help_panel=OUT)
@@ -355,11 +373,22 @@ def drain(
     ] = None,
     undo: Annotated[bool, typer.Option(help="Resume admission.")] = False,
     wait: Annotated[bool, typer.Option(help="Show running jobs until they end.")] = False,
+    entry: Entry = None,
+    json_: Json = False,
+    timeout: Timeout = 10.0,
+    api_key_env: ApiKeyEnv = None,
+    quiet: Quiet = False,
 ) -> None:
-    """Ask a host to stop admitting jobs and redirect its queue."""
-    from paglets.cli.errors import CliError
+    """Ask a host to stop admitting new paglets and jobs (--undo: admit again)."""
+    from paglets.cli.host_drain import run_drain
 
-    raise CliError(
-        "draining is not available yet (it comes with the jobs scheduler)",
-        hint="stop the host with SIGTERM instead: its paglets are saved and come back at restart",
+    run_drain(
+        target=target,
+        undo=undo,
+        wait=wait,
+        entry=entry,
+        json_=json_,
+        timeout=timeout,
+        api_key_env=api_key_env,
+        quiet=quiet,
     )

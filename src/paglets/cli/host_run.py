@@ -4,7 +4,8 @@ the ready line, and stop gracefully on SIGTERM/SIGINT (cli.md sections 1.1 and 1
 `check_options` is pure (no runtime import) and raises `CliError` with exit 2 for every
 usage or configuration problem, in this order: the name, malformed values and refused
 combinations, the key source, a non-loopback bind without a key (with the recipe), then
-flags whose feature is not in this build yet. `run_host` does the rest.
+flags whose feature is not in this build yet, then `--bind-public auto` (which reads the
+machine's interfaces). `run_host` does the rest.
 """
 
 from __future__ import annotations
@@ -23,6 +24,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from paglets.cli.bind_addresses import (
+    beacons_switch,
+    discovery_line,
+    resolve_bind_public,
+    scan_switch,
+)
 from paglets.cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, CliError
 from paglets.cli.host_options import HostOptions
 from paglets.cli.keys import MeshKey, forget_key_variables, read_mesh_key
@@ -49,6 +56,9 @@ class HostPlan:
     key: MeshKey
     mesh_version_source: str | None
     warnings: tuple[str, ...] = field(default=())
+    bind_public: tuple[str, ...] = ()  # --bind-public, `auto` resolved
+    beacons: bool | None = None  # --discover/--mesh-multicast; None: the host's default
+    scan: bool = False  # --discover-scan/--mesh-lan-discovery
 
 
 def is_loopback(address: str) -> bool:
@@ -107,6 +117,12 @@ def _check_values(o: HostOptions) -> None:
         )
     if o.checkpoint_interval <= 0:
         raise CliError("--checkpoint-interval: must be more than 0 (example: 1s, 500ms)")
+    for flag, seconds in (
+        ("--relay-offline-after", o.relay_offline_after),
+        ("--relay-delivery-timeout", o.relay_delivery_timeout),
+    ):
+        if seconds is not None and seconds <= 0:
+            raise CliError(f"{flag}: must be more than 0 (example: 30s)")
     for flag, size in (
         ("--max-state-size", o.max_state_size),
         ("--max-message-size", o.max_message_size),
@@ -134,51 +150,10 @@ def _non_loopback_binds(o: HostOptions) -> list[str]:
 # that this build does not have yet. A flag that is given is refused, never ignored.
 def _unavailable(o: HostOptions) -> list[tuple[str, str | None]]:
     soon = []
-    if o.bind_public:
-        soon.append(("--bind-public", "bind one address with --host ADDR for now"))
     if o.public_url is not None and urlsplit(o.public_url).path not in ("", "/"):
         soon.append(("--public-url with a path prefix", "publish a URL without a path"))
-    if o.max_connections is not None:
-        soon.append(("--max-connections", None))
-    if o.discover:
-        soon.append(("--discover", "list the other hosts with --peer URL"))
-    if o.mesh_multicast:
-        soon.append(("--mesh-multicast", "list the other hosts with --peer URL"))
-    if o.discover_scan:
-        soon.append(("--discover-scan", "list the other hosts with --peer URL"))
-    if o.mesh_lan_discovery:
-        soon.append(("--mesh-lan-discovery", "list the other hosts with --peer URL"))
-    if o.connect_to is not None:
-        soon.append(("--connect-to", None))
-    if o.relay_hub:
-        soon.append(("--relay-hub", None))
-    for flag, value in (
-        ("--relay-offline-after", o.relay_offline_after),
-        ("--relay-delivery-timeout", o.relay_delivery_timeout),
-        ("--relay-queue-limit", o.relay_queue_limit),
-        ("--pointer-ttl", o.pointer_ttl),
-        ("--transfer-log-retention", o.transfer_log_retention),
-        ("--artifact-owner-cleanup", o.artifact_owner_cleanup),
-        ("--gpus", o.gpus),
-        ("--restart-grace", o.restart_grace),
-        ("--launch-config", o.launch_config),
-        ("--auto-update-min-interval", o.auto_update_min_interval),
-        ("--echo-user-info/--no-echo-user-info", o.echo_user_info),
-    ):
-        if value is not None:
-            soon.append((flag, None))
-    if o.file_roots:
-        soon.append(("--file-root", None))
-    if o.sync_launch_config:
-        soon.append(("--sync-launch-config", None))
-    if o.auto_update_from_git:
-        soon.append(("--auto-update-from-git", "restart the host after pulling new code"))
-    if o.auto_update_verify_signatures:
-        soon.append(("--auto-update-verify-signatures", None))
-    if o.ui:
-        soon.append(("--ui", None))
-    if o.metrics:
-        soon.append(("--metrics", None))
+    if o.echo_user_info is not None:
+        soon.append(("--echo-user-info/--no-echo-user-info", None))
     return soon
 
 
@@ -217,6 +192,7 @@ def check_options(o: HostOptions) -> HostPlan:
             hint="example: --name linux-a",
         )
     _check_values(o)
+    beacons = beacons_switch(o)
     key = read_mesh_key(o.api_key_env, o.api_key_file)
     exposed = _non_loopback_binds(o)
     if exposed and key.value is None and o.tls_ca is None and not o.insecure:
@@ -230,6 +206,7 @@ def check_options(o: HostOptions) -> HostPlan:
         flag, instead = soon[0]
         raise CliError(f"{flag} is not available yet in this paglets build", hint=instead)
     _check_tls(o)
+    bind_public = resolve_bind_public(o)  # after the key: no key is the first thing to hear
 
     warnings = []
     if o.insecure and exposed:
@@ -249,6 +226,9 @@ def check_options(o: HostOptions) -> HostPlan:
         key=key,
         mesh_version_source=source,
         warnings=tuple(warnings),
+        bind_public=bind_public,
+        beacons=beacons,
+        scan=scan_switch(o),
     )
 
 
@@ -264,7 +244,15 @@ class _Stopper:
         self.requested = threading.Event()
         self.signal_name: str | None = None
         self.host: Any = None
+        self.restart: Any = None  # the git update that asks for a restart (network.md §5)
         self._previous: dict[int, Any] = {}
+
+    def request_restart(self, result: Any) -> None:
+        """A git update moved the checkout: stop serving, then re-execute (main thread)."""
+        if not self.requested.is_set():
+            self.restart = result
+            self.signal_name = "git update"
+            self.requested.set()
 
     def install(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -344,15 +332,22 @@ def _echo_event(event: Any) -> None:
     sys.stderr.flush()
 
 
+_SEVEN_DAYS = 7 * 86400.0  # --pointer-ttl and --transfer-log-retention defaults (cli.md 1.1)
+
+
 def _host_kwargs(o: HostOptions, plan: HostPlan) -> dict[str, Any]:
     return {
         "host": o.bind_host,
         "port": o.port,
         "api_key": plan.key.value,
         "public_url": o.public_url,
+        "connect_to": o.connect_to,  # network.md §3.8
+        "relay": _relay_settings(o),
         "mesh": o.mesh,
         "peers": list(o.peers),
-        "mesh_multicast": o.discover if o.discover is not None else o.mesh_multicast,
+        "bind_public": list(plan.bind_public),
+        "mesh_multicast": plan.beacons,
+        "mesh_lan_discovery": plan.scan,
         "mesh_version": o.mesh_version,
         "persistence_dir": plan.persistence_dir,
         "persistent_storage_quota_bytes": o.persistent_storage_quota,
@@ -370,17 +365,49 @@ def _host_kwargs(o: HostOptions, plan: HostPlan) -> dict[str, Any]:
         "checkpoint_interval": o.checkpoint_interval,
         "max_body_bytes": o.max_message_size,
         "max_state_bytes": o.max_state_size,
+        "auto_update_from_git": o.auto_update_from_git,  # network.md §5
+        "auto_update_min_interval": (
+            60.0 if o.auto_update_min_interval is None else o.auto_update_min_interval
+        ),
+        "auto_update_verify_signatures": o.auto_update_verify_signatures,
+        "ui": o.ui is not False,  # --ui/--no-ui, on by default
+        "metrics": o.metrics is not False,  # --metrics/--no-metrics, on by default
+        "gpus": o.gpus,  # jobs.md §1.2
+        "max_connections": o.max_connections or 1024,
+        "pointer_ttl": _SEVEN_DAYS if o.pointer_ttl is None else o.pointer_ttl,
+        "transfer_log_retention": (
+            _SEVEN_DAYS if o.transfer_log_retention is None else o.transfer_log_retention
+        ),
+        "artifact_owner_cleanup": o.artifact_owner_cleanup or "delete",
+        # jobs.md §5: register_file paths lie under these (default: the home directory).
+        "file_roots": list(o.file_roots) or [Path.home()],
     }
 
 
+def _relay_settings(o: HostOptions) -> Any:
+    from paglets.remote.relay_frames import RelaySettings
+
+    default = RelaySettings()
+    return RelaySettings(
+        hub=o.relay_hub is not False,
+        offline_after=o.relay_offline_after or default.offline_after,
+        delivery_timeout=o.relay_delivery_timeout or default.delivery_timeout,
+        queue_limit=o.relay_queue_limit or default.queue_limit,
+    )
+
+
 def _ready_lines(o: HostOptions, plan: HostPlan, host: Any) -> list[str]:
-    url = host.address
+    relay = getattr(host, "relay_node", None)
+    url = host.address if relay is None else relay.local_url
     if o.tls_cert is not None and o.public_url is None and url.startswith("http://"):
         url = "https://" + url[len("http://") :]
     mesh = "on" if o.mesh else "off"
     lines = [
         f"paglets host {plan.name!r} listening at {url} (mesh {mesh}, version {host.mesh_version})"
+        + ("" if relay is None else f", connected via {relay.relay_url}")
     ]
+    if relay is not None and relay.link is None:
+        lines.append(f"  warning: hub {relay.hub_url} not reachable yet; retrying")
     lines.append(f"  pid {os.getpid()}, data in {host.persistence_dir}")
     if plan.mesh_version_source is not None:
         lines.append(f"  mesh version from {plan.mesh_version_source}")
@@ -399,12 +426,16 @@ def _ready_lines(o: HostOptions, plan: HostPlan, host: Any) -> list[str]:
         lines.append("  no mesh key: open to local clients (loopback)")
     if o.peers:
         lines.append(f"  peers: {', '.join(o.peers)}")
-    lines.append("  discovery: off")
+    lines.append(f"  discovery: {discovery_line(host)}")
     if o.tls_cert is not None:
         mutual = ", client certificates required" if o.tls_ca is not None else ""
         lines.append(f"  tls: {o.tls_cert}{mutual}")
     else:
         lines.append("  tls: off")
+    if getattr(host, "git_update", None) is not None:
+        from paglets.tooling.restart import ready_line
+
+        lines.append(ready_line(host.git_update))
     lines += [f"  warning: {w}" for w in plan.warnings]
     return lines
 
@@ -418,11 +449,21 @@ def run_host(o: HostOptions) -> int:
     from paglets.core.errors import HostError
     from paglets.runtime.host import Host
 
+    startup = None
+    if o.auto_update_from_git:  # update before serving; may re-execute (network.md §5)
+        from paglets.tooling.restart import update_before_serving
+
+        startup = update_before_serving(o, plan.key.value)
     stopper = _Stopper()
     stopper.install()
     try:
         try:
-            host = Host(plan.name, **_host_kwargs(o, plan))
+            from paglets.config.startup import sync_for_host_command
+
+            launch = sync_for_host_command(  # api.md §16.4, cli.md §1.1
+                o.launch_config, sync=o.sync_launch_config is not False, assume_yes=o.yes
+            )
+            host = Host(plan.name, launch_config=launch.path, **_host_kwargs(o, plan))
         except HostError as exc:
             raise CliError(str(exc)) from None
         except OSError as exc:
@@ -436,13 +477,29 @@ def run_host(o: HostOptions) -> int:
         except HostError as exc:
             host.stop()
             hint, code = _port_hint(o, o.port)
+            if getattr(exc, "code", None) in ("name-taken", "auth-failed"):  # the hub refused
+                hint, code = None, 2
             raise CliError(str(exc), hint=hint, code=code) from exc
         stopper.host = host
+        if host.git_update is not None:
+            if startup is not None:
+                host.git_update.updater.adopt(startup)
+            host.git_update.restart_hook = stopper.request_restart
         host.add_listener(_echo_event)
         _say("\n".join(_ready_lines(o, plan, host)))
+        if launch.message:
+            _say(f"  {'warning: ' if launch.action == 'skipped' else ''}{launch.message}")
         while not stopper.requested.wait(1.0):
             if host.stopped:
                 break
+        if stopper.restart is not None and not host.stopped:
+            from paglets.tooling.restart import restart_host
+
+            return restart_host(host, o, plan.key.value)  # returns only if exec failed
+        refused = getattr(host.mesh, "fatal", None)  # network.md §3.1: name-taken, id copied
+        if refused is not None:
+            code = EXIT_FAILED if refused[0] == "host-id-collision" else 2
+            raise CliError(f"{refused[1]} (paglets are saved)", code=code)
         _say(
             f"paglets host {plan.name!r} stopping ({stopper.signal_name or 'stopped'}): saving "
             f"every paglet, waiting up to {o.shutdown_grace:g}s for busy ones"

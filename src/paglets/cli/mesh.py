@@ -1,8 +1,8 @@
 """`paglets mesh`: the mesh as the entry host sees it (cli.md §3).
 
 `hosts` (alias `members`) reads the entry's membership view (`GET /mesh/members`); no
-other host is asked. `summary` and `targets` need the resource summaries gossiped with
-membership and come with the system services.
+other host is asked. `summary` (in `mesh_summary.py`) reads the resource summaries gossiped
+with membership from the same view.
 """
 
 from __future__ import annotations
@@ -12,6 +12,9 @@ from typing import Annotated, Any
 import typer
 
 from paglets.cli.errors import EXIT_FAILED
+from paglets.cli.mesh_summary import member_resources
+from paglets.cli.mesh_summary import summary as _summary
+from paglets.cli.mesh_targets import targets as _targets
 from paglets.cli.session import (
     ApiKeyEnv,
     Entry,
@@ -34,6 +37,10 @@ app = typer.Typer(
 )
 
 STATUSES = ("alive", "suspect", "dead", "left", "incompatible")
+HOST_COLUMNS = (
+    *("name", "status", "url", "version", "tags", "cores", "mem free", "load/cpu"),
+    *("paglets", "status since", "host id"),
+)
 
 
 def _age(seconds: Any) -> str:
@@ -50,6 +57,18 @@ def _status(member: dict[str, Any]) -> str:
     if member.get("incompatible_reason"):
         return "incompatible"
     return str(member.get("status") or "-")
+
+
+def _load_columns(r: dict[str, Any]) -> list[str]:
+    """cores free/total, memory free and load per CPU (cli.md §3), `-` while unknown."""
+    from paglets.cli.output import format_size
+
+    total = r.get("job_cores", r.get("logical_cpus"))
+    cores = f"{r['free_cpu_cores']}/{total}" if "free_cpu_cores" in r and total else "-"
+    free = r.get("free_memory_bytes")
+    memory = format_size(free) if isinstance(free, int | float) else "-"
+    load = f"{r['load_per_cpu']:.2f}" if "load_per_cpu" in r else "-"
+    return [cores, memory, load]
 
 
 def hosts(
@@ -86,7 +105,7 @@ def hosts(
     elif members:
         table(
             "Mesh Hosts",
-            ["name", "status", "url", "version", "tags", "paglets", "status since", "host id"],
+            HOST_COLUMNS,
             [
                 [
                     str(m.get("name")) + (" (entry)" if m.get("self") else ""),
@@ -95,6 +114,7 @@ def hosts(
                     str(m.get("url") or "-"),
                     str(m.get("code_version") or "-"),
                     ",".join(m.get("tags") or ()) or "-",
+                    *_load_columns(member_resources(m)),
                     f"{m.get('active_count', 0)} active, {m.get('inactive_count', 0)} inactive",
                     "now" if m.get("self") else _age(m.get("status_age_s")),
                     short_id(m.get("host_id"), long),
@@ -110,3 +130,5 @@ def hosts(
 
 app.command("hosts")(hosts)
 app.command("members", help="Alias of `hosts`.")(hosts)
+app.command("summary")(_summary)
+app.command("targets")(_targets)

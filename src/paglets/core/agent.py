@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 from paglets.core.errors import ForbiddenError, HostError, LifecycleError
 from paglets.core.messages import NOT_HANDLED, Message
 from paglets.core.runtime_values import ServiceScope
+from paglets.services.helpers import ContextServiceHelpers, PagletServiceHelpers
 
 if TYPE_CHECKING:
     from paglets.core.events import CloneEvent, CreationEvent, MobilityEvent, PersistencyEvent
@@ -63,7 +64,7 @@ def state_locked(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-class Paglet(Generic[StateT]):
+class Paglet(PagletServiceHelpers, Generic[StateT]):
     """A mobile agent: typed state, a mailbox, lifecycle hooks.
 
     Subclasses set `State` (a dataclass) and override `handle_message` and the hooks they
@@ -351,7 +352,7 @@ class Paglet(Generic[StateT]):
         return request.policy or DeactivationPolicy()
 
 
-class PagletContext:
+class PagletContext(ContextServiceHelpers):
     """What a paglet may do on its host. Built by the runtime, one per incarnation.
 
     Identity-bound calls (moving, sending as this paglet, files) raise `LifecycleError`

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from typing import Any
 import msgspec
 
 from paglets.core.errors import HostError
+from paglets.persistence.state_files import SPILL_AT, StateFiles
 
 __all__ = ["AGENT_STATUSES", "SCHEMA_VERSION", "AgentRow", "EventRow", "QueuedRow", "Store"]
 
@@ -254,7 +255,7 @@ def _agent_params(row: AgentRow) -> tuple[Any, ...]:
     )
 
 
-def _agent_from(r: tuple[Any, ...]) -> AgentRow:
+def _agent_from(r: tuple[Any, ...], load_state: Callable[[bytes], bytes]) -> AgentRow:
     policy, request, meta = r[12], r[13], r[14]
     return AgentRow(
         agent_id=r[0],
@@ -272,7 +273,7 @@ def _agent_from(r: tuple[Any, ...]) -> AgentRow:
         policy=None if policy is None else _decode(policy),
         request=None if request is None else _decode(request),
         meta={} if meta is None else _decode(meta),
-        state=r[15],
+        state=load_state(r[15]),
     )
 
 
@@ -307,6 +308,9 @@ class Store:
             conn.execute("PRAGMA wal_autocheckpoint=32768")
             conn.execute("PRAGMA journal_size_limit=67108864")
             self._migrate(conn)
+            self.state_files = StateFiles(
+                self.path.parent / "state-files", conn, durable=durability == "full"
+            )
         except BaseException:
             conn.close()
             raise
@@ -317,6 +321,9 @@ class Store:
         self._depth = 0  # nesting of transaction(); > 0 means a BEGIN is open
         self._deferred = False  # a group-commit transaction is open
         self._pending: dict[str, tuple[Any, ...]] = {}  # deferred upserts not yet sent to SQLite
+        # File work that waits for the open transaction's outcome (state_files.py).
+        self._after_commit: list[Callable[[], None]] = []
+        self._after_rollback: list[Callable[[], None]] = []
         self._closed = False
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
@@ -399,6 +406,7 @@ class Store:
                 self._depth = 0
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
+                self._settle(self._after_rollback)
                 raise
             self._depth = 0
             try:
@@ -406,24 +414,71 @@ class Store:
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
+                self._settle(self._after_rollback)
                 raise
+            self._settle(self._after_commit)
+
+    def _settle(self, actions: list[Callable[[], None]]) -> None:
+        """Run the file work of the transaction that just ended (newest first) and forget
+        the other outcome's."""
+        todo = actions[::-1]
+        self._after_commit = []
+        self._after_rollback = []
+        for action in todo:
+            action()
+
+    # -- large states (state_files.py) --------------------------------------------------
+
+    def state_column(self, owner: str, state: bytes, *, link_from: str | None = None) -> bytes:
+        """The value to store for `owner`'s state: the bytes, or a marker naming a file when
+        large. Call inside `transaction()`; `link_from` names an owner whose file holds the
+        same bytes (linked instead of written)."""
+        return self.state_files.column_value(
+            owner,
+            state,
+            self._after_commit.append,
+            self._after_rollback.append,
+            link_from=link_from,
+        )
+
+    def drop_state(self, owner: str) -> None:
+        """`owner`'s state file goes when the open transaction commits."""
+        self.state_files.drop(owner, self._after_commit.append, self._after_rollback.append)
+
+    def load_state(self, value: bytes) -> bytes:
+        return self.state_files.load(value)
+
+    def _spilled(self, agent_id: str, state: bytes) -> bool:
+        return len(state) >= SPILL_AT or self.state_files.has("agent:" + agent_id)
+
+    def _agent_params_stored(self, row: AgentRow, link_from: str | None = None) -> tuple[Any, ...]:
+        """`_agent_params` with the state column as stored; inside `transaction()`."""
+        params = _agent_params(row)
+        if not self._spilled(row.agent_id, row.state):
+            return params
+        value = self.state_column("agent:" + row.agent_id, row.state, link_from=link_from)
+        return (*params[:-1], value)
 
     # -- agents --------------------------------------------------------------------------
 
-    def put_agent(self, row: AgentRow, *, defer_commit: bool = False) -> None:
+    def put_agent(
+        self, row: AgentRow, *, defer_commit: bool = False, state_from: str | None = None
+    ) -> None:
         """Insert or replace the row for `row.agent_id`.
 
         With `defer_commit` the write joins a group-commit batch that becomes durable at the
         next `commit()` (the host's timer calls it every 100 ms) or at the next write that
-        commits: one WAL commit for many creates instead of one each.
+        commits: one WAL commit for many creates instead of one each. `state_from` names a
+        `state_column` owner already holding `row.state` (a large state is linked, not
+        written again).
         """
-        params = _agent_params(row)
-        if defer_commit:
+        if defer_commit and not self._spilled(row.agent_id, row.state):
+            params = _agent_params(row)
             with self._lock:
                 self._pending[row.agent_id] = params
             return
         with self.transaction():
-            self._conn.execute(_UPSERT_AGENT, params)
+            self._conn.execute(_UPSERT_AGENT, self._agent_params_stored(row, state_from))
 
     def _sync_pending(self) -> None:
         """Send deferred upserts to SQLite (inside the open group-commit transaction), so
@@ -452,18 +507,29 @@ class Store:
 
     def put_agents(self, rows: Iterable[AgentRow]) -> None:
         """Insert or replace many rows in one transaction."""
-        params = [_agent_params(row) for row in rows]
-        if not params:
+        rows = list(rows)
+        if not rows:
             return
         with self.transaction():
+            params = [self._agent_params_stored(row) for row in rows]
             self._conn.executemany(_UPSERT_AGENT, params)
 
     def update_states(self, items: Iterable[tuple[str, bytes, float]]) -> None:
         """Batch checkpoint: `(agent_id, state, checkpointed_at)`; unknown ids are ignored."""
-        params = [(state, at, agent_id) for agent_id, state, at in items]
-        if not params:
+        items = list(items)
+        if not items:
             return
         with self.transaction():
+            params = [
+                (
+                    self.state_column("agent:" + agent_id, state)
+                    if self._spilled(agent_id, state)
+                    else state,
+                    at,
+                    agent_id,
+                )
+                for agent_id, state, at in items
+            ]
             self._conn.executemany(_UPDATE_STATE, params)
 
     def set_status(self, agent_id: str, status: str) -> None:
@@ -475,7 +541,7 @@ class Store:
         with self._lock:
             self._sync_pending()
             r = self._conn.execute(_SELECT_AGENT, (agent_id,)).fetchone()
-        return None if r is None else _agent_from(r)
+            return None if r is None else _agent_from(r, self.state_files.load)
 
     def has_agent(self, agent_id: str) -> bool:
         with self._lock:
@@ -508,6 +574,7 @@ class Store:
         with self.transaction():
             existed = self._conn.execute(_DELETE_AGENT, (agent_id,)).rowcount > 0
             self._conn.execute(_DELETE_QUEUED_FOR, (agent_id,))
+            self.drop_state("agent:" + agent_id)
         return existed
 
     def list_agents(
@@ -527,7 +594,7 @@ class Store:
         with self._lock:
             self._sync_pending()
             rows = self._conn.execute(sql, params).fetchall()
-        return [_agent_from(r) for r in rows]
+            return [_agent_from(r, self.state_files.load) for r in rows]
 
     def count_agents(self, status: str | None = None) -> int:
         with self._lock:

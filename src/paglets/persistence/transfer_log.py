@@ -174,11 +174,18 @@ class TransferLog:
                 self._put_state(record.transfer_id, record.state)
 
     def _put_state(self, transfer_id: str, state: bytes) -> None:
-        self.store.execute(
-            "INSERT INTO transfer_states (transfer_id, state) VALUES (?, ?) "
-            "ON CONFLICT(transfer_id) DO UPDATE SET state = excluded.state",
-            (transfer_id, state),
-        )
+        with self.store.transaction():
+            value = self.store.state_column(self.state_owner(transfer_id), state)
+            self.store.execute(
+                "INSERT INTO transfer_states (transfer_id, state) VALUES (?, ?) "
+                "ON CONFLICT(transfer_id) DO UPDATE SET state = excluded.state",
+                (transfer_id, value),
+            )
+
+    @staticmethod
+    def state_owner(transfer_id: str) -> str:
+        """The arrival state's owner name in the store (`Store.put_agent(state_from=)`)."""
+        return "transfer:" + transfer_id
 
     def get(
         self, transfer_id: str, role: str | None = None, *, with_state: bool = False
@@ -197,7 +204,7 @@ class TransferLog:
             found = self.store.query(
                 "SELECT state FROM transfer_states WHERE transfer_id = ?", (transfer_id,)
             )
-            state = found[0][0] if found else None
+            state = self.store.load_state(found[0][0]) if found else None
         return _record(rows[0], state)
 
     def set_status(
@@ -230,6 +237,7 @@ class TransferLog:
                 self.store.execute(
                     "DELETE FROM transfer_states WHERE transfer_id = ?", (transfer_id,)
                 )
+                self.store.drop_state(self.state_owner(transfer_id))
 
     def schedule(self, transfer_id: str, attempts: int, next_attempt: float) -> None:
         self.store.execute(
@@ -305,3 +313,19 @@ class TransferLog:
 
     def drop_pointer(self, agent_id: str) -> None:
         self.store.execute("DELETE FROM forwards WHERE agent_id = ?", (agent_id,))
+
+    def prune(self, *, decided_before: float, pointers_before: float) -> tuple[int, int]:
+        """Forget decided transfers last touched before `decided_before` and forwarding
+        pointers written before `pointers_before` (`--transfer-log-retention`,
+        `--pointer-ttl`). Open records (a source's unacknowledged COMMITTED, a target's
+        PREPARED) and the epoch high-water marks are never pruned. Returns (records,
+        pointers) removed."""
+        with self.store.transaction():
+            records = self.store.execute(
+                "DELETE FROM transfers WHERE updated_at < ? AND ("
+                "(role = 'source' AND status IN ('ACKED', 'ABORTED')) OR "
+                "(role = 'target' AND status IN ('COMMITTED', 'ABORTED', 'REJECTED')))",
+                (decided_before,),
+            )
+            pointers = self.store.execute("DELETE FROM forwards WHERE at < ?", (pointers_before,))
+        return records, pointers

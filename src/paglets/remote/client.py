@@ -47,7 +47,7 @@ from paglets.remote import agent_route
 from paglets.remote.agent_route import HttpExchange, decode_answer
 from paglets.remote.client_lifecycle import LifecycleCalls
 from paglets.remote.client_queries import HostQueries
-from paglets.remote.http_pool import ConnectionPool, Headers, split_url
+from paglets.remote.http_pool import Body, ConnectionPool, Headers, split_url
 from paglets.remote.locations import Locations
 from paglets.remote.message_route import MessageExchange, Outgoing, PostOutcomes, outgoing
 from paglets.remote.peer_registry import PeerSockets
@@ -216,7 +216,7 @@ class HostClient(LifecycleCalls, HostQueries):
         method: str,
         url: str,
         *,
-        body: bytes | None = None,
+        body: Body = None,
         content_type: str = JSON,
         accept: str = MSGPACK,
         headers: dict[str, str] | None = None,

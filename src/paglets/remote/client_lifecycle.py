@@ -184,6 +184,12 @@ class LifecycleCalls:
         answer = self._lifecycle(url, agent_id, "activate", None, timeout)
         return self._proxy_from(answer, url, f"activate of {agent_id!r}")
 
+    def restart(self, url: str, agent_id: str, *, timeout: float | None = None) -> PagletProxy:
+        """Restart a crashed paglet from its last checkpoint; its proxy. `LifecycleError`
+        (code `not-crashed`) for a paglet that is active or inactive."""
+        answer = self._lifecycle(url, agent_id, "restart", None, timeout)
+        return self._proxy_from(answer, url, f"restart of {agent_id!r}")
+
     def dispose(self, url: str, agent_id: str, *, timeout: float | None = None) -> None:
         """Dispose the paglet, in any state."""
         self._lifecycle(url, agent_id, "dispose", None, timeout)

@@ -26,10 +26,12 @@ from urllib.parse import urlsplit
 
 from paglets.core.errors import PagletTimeoutError, RemoteHostError
 
-__all__ = ["ConnectionPool", "Headers", "Response", "split_url"]
+__all__ = ["Body", "ConnectionPool", "Headers", "Response", "split_url"]
 
 _Key = tuple[str, str, int]
 _MAX_IDLE = 16  # idle connections kept per (scheme, host, port)
+# A request body: bytes, or parts sent one after another (never joined when large).
+Body = bytes | tuple[bytes, ...] | None
 _JOIN_BELOW = 256 * 1024  # bodies up to this size go out in the same write as the head
 _MAX_LINE = 65536
 _MAX_HEADERS = 200
@@ -140,25 +142,28 @@ class _Connection:
         self.host_header = shown if port == default else f"{shown}:{port}"
 
     def exchange(
-        self, method: str, path: str, body: bytes | None, headers: Mapping[str, str]
+        self, method: str, path: str, body: Body, headers: Mapping[str, str]
     ) -> tuple[int, Headers, bytes, bool]:
-        """Send one request, read its whole answer: `(status, headers, body, will_close)`."""
+        """Send one request, read its whole answer: `(status, headers, body, will_close)`.
+        A tuple body is sent part by part, so a large one is never joined into a copy."""
+        parts = body if isinstance(body, tuple) else () if body is None else (body,)
+        size = sum(len(part) for part in parts)
         lines = [f"{method} {path} HTTP/1.1", f"Host: {self.host_header}"]
         for name, value in headers.items():
             if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
                 raise ValueError(f"HTTP header {name!r} must not contain line breaks")
             lines.append(f"{name}: {value}")
         if body is not None or method in ("POST", "PUT", "PATCH"):
-            lines.append(f"Content-Length: {0 if body is None else len(body)}")
+            lines.append(f"Content-Length: {size}")
         lines.append("\r\n")
         head = "\r\n".join(lines).encode("latin-1")
         sock = self.sock
-        if body and len(body) <= _JOIN_BELOW:
-            sock.sendall(head + body)
+        if size <= _JOIN_BELOW:
+            sock.sendall(head + b"".join(parts))
         else:
             sock.sendall(head)
-            if body:
-                sock.sendall(body)
+            for part in parts:
+                sock.sendall(part)
         return self._read(method)
 
     def _read(self, method: str) -> tuple[int, Headers, bytes, bool]:
@@ -277,7 +282,7 @@ class ConnectionPool:
         self,
         method: str,
         url: str,
-        body: bytes | None,
+        body: Body,
         headers: Mapping[str, str],
         timeout: float,
     ) -> Response:

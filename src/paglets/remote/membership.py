@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from paglets.core.errors import HostError
+from paglets.remote.host_summary import LoadSummary, resources_view
 from paglets.remote.mesh import HostRef
 from paglets.remote.mesh_wire import (
     ALIVE,
@@ -481,7 +482,8 @@ def describe(member: Member, now: float) -> dict[str, Any]:
     record = member.record
     load = member.summaries.get("load")
     spec = member.summaries.get("spec")
-    counts = load.body if load is not None else {}
+    spec_body = spec.body if spec is not None else None
+    view = resources_view(spec_body, load.body if load is not None else None)
     return {
         "host_id": record.host_id,
         "name": record.name,
@@ -500,19 +502,27 @@ def describe(member: Member, now: float) -> dict[str, Any]:
         "auto_update_from_git": record.auto_update_from_git,
         "git_head": record.git_head,
         "draining": record.draining,
-        "active_count": counts.get("active_count", 0),
-        "inactive_count": counts.get("inactive_count", 0),
+        "active_count": view.get("active_count", 0),
+        "inactive_count": view.get("inactive_count", 0),
         "incompatible_reason": member.incompatible_reason,
         "name_conflict": member.name_conflict,
         "resources": {
-            "spec": spec.body if spec is not None else None,
+            "spec": spec_body,
             "spec_version": record.spec_version,
-            "load": load.body if load is not None else None,
+            # The load with jobs.md's names (the wire's short keys decoded).
+            "load": _load_part(view) if load is not None else None,
             "load_age_s": round(now - load.received_at, 3) if load is not None else None,
         },
         "rtt_ms": member.rtt_ms,
         "last_heard_age_s": round(now - member.last_heard, 3),
     }
+
+
+def _load_part(view: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in view.items() if k in _LOAD_FIELDS}
+
+
+_LOAD_FIELDS = frozenset(LoadSummary.__dataclass_fields__)
 
 
 def host_ref(
@@ -522,14 +532,22 @@ def host_ref(
     *,
     local: MemberRecord | None = None,
     counts: dict[str, Any] | None = None,
+    spec: dict[str, Any] | None = None,
+    load: dict[str, Any] | None = None,
 ) -> HostRef:
-    """The API's `HostRef` for a member (or, with `local`, for this host). `last_seen` is this
-    host's receive time turned into wall-clock seconds; no remote clock is involved."""
+    """The API's `HostRef` for a member (or, with `local`, for this host: `spec` and `load`
+    are its own summary bodies, `counts` exact `active_count`/`inactive_count`).
+    `last_seen` is this host's receive time turned into wall-clock seconds; no remote
+    clock is involved. `resources` is the host summary with jobs.md's names
+    (`host_summary.resources_view`)."""
     if member is None:
         assert local is not None
         record, status, last_seen, error = local, ALIVE, wall_now, None
         incarnation = local.incarnation
-        resources: dict[str, Any] = dict(counts or {})
+        resources: dict[str, Any] = resources_view(
+            spec, load, spec_version=local.spec_version or None
+        )
+        resources.update(counts or {})
     else:
         record, status = member.record, member.status
         last_seen = wall_now - (now - member.last_heard)
@@ -540,7 +558,13 @@ def host_ref(
             error = f"name {record.name!r} is held by several hosts"
         incarnation = member.incarnation
         load = member.summaries.get("load")
-        resources = dict(load.body) if load is not None else {}
+        spec_summary = member.summaries.get("spec")
+        resources = resources_view(
+            spec_summary.body if spec_summary is not None else None,
+            load.body if load is not None else None,
+            spec_version=record.spec_version or None,
+            load_age_s=None if load is None else now - load.received_at,
+        )
     return HostRef(
         name=record.name,
         url=record.url,

@@ -135,6 +135,14 @@ class MeshSync:
         seed.timer = node.clock.call_later(seed.delay, self._attempt, seed)
         seed.delay = min(seed.delay * 2.0, cfg.seed_retry_max)
 
+    def contact(self, url: str) -> None:
+        """One join sync to a host found by LAN discovery (§3.7): the same exchange as a
+        seed's, but not retried (the next beacon or scan finds it again) and not tracked as
+        our join, so a refusal from a host we merely heard of stops nothing."""
+        node = self.node
+        if node.running and normalise_url(url) != normalise_url(node.record.url):
+            node.transport.send(Sync(node._next_seq(), node.record, join=True), url)
+
     # -- serving a sync --------------------------------------------------------------------------
 
     def on_sync(self, sync: Sync) -> None:

@@ -272,8 +272,16 @@ class SwimNode:
         refs = [host_ref(m, now, wall_now) for m in self.table]
         if include_self:
             load = self.book.own.get("load")
-            counts = dict(load.body) if load is not None else {}
-            refs.insert(0, host_ref(None, now, wall_now, local=self.record, counts=counts))
+            spec = self.book.own.get(SPEC)
+            own = host_ref(
+                None,
+                now,
+                wall_now,
+                local=self.record,
+                spec=spec.body if spec is not None else None,
+                load=load.body if load is not None else None,
+            )
+            refs.insert(0, own)
         return refs
 
     def summary(self, host_id: str, kind: str) -> tuple[int, dict[str, Any], float] | None:

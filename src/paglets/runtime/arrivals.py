@@ -88,6 +88,8 @@ class Arrivals:
             exc, host_name=self.host.name, with_traceback=not isinstance(exc, PagletError)
         )
         wire["code"] = code
+        if getattr(exc, "detail", None):
+            wire["detail"] = exc.detail  # type: ignore[attr-defined]
         reply = {
             "transfer_id": tid,
             "outcome": "REJECTED",
@@ -120,6 +122,7 @@ class Arrivals:
                 self.log.insert(record)
             else:
                 self.log.set_status(tid, "REJECTED", reply=reply)
+        self.host.counters.transfers_in_rejected += 1
         return reply
 
     def _me(self) -> dict[str, Any]:
@@ -154,6 +157,9 @@ class Arrivals:
             return self._reject(
                 tid, header, TransferError(f"host {host.name!r} is shutting down"), "draining"
             )
+        draining = host.drain.arrival_refusal()  # network.md §2.2: REJECTED + retry_after_s
+        if draining is not None:
+            return self._reject(tid, header, draining, "draining")
         if header.code_version != host.mesh_version:
             return self._reject(
                 tid,
@@ -241,10 +247,13 @@ class Arrivals:
                     ),
                     "prepare-timeout",
                 )
-            post_state = host.lifecycle._encode(cell)
+            hook = "on_clone" if header.kind == "clone" else "on_arrival"
+            # A paglet without that hook comes out as it went in: no encode (targets d3).
+            post_state = host.lifecycle._encode(cell) if _overrides(cell, hook) else state
             self._prepared[tid] = (cell, post_state)
             # The state is stored once: rewritten only if the hooks changed it (targets d3).
-            reply = self._prepared_reply(tid, header, post_state if post_state != state else None)
+            changed = post_state is not state and post_state != state
+            reply = self._prepared_reply(tid, header, post_state if changed else None)
         except BaseException:
             with host.registry.lock:
                 if not any(c.agent_id == agent_id for c, _ in self._prepared.values()):
@@ -432,13 +441,14 @@ class Arrivals:
             meta=dict(header.metadata),
         )
         with host.store.transaction():
-            host.store.put_agent(row)
+            host.store.put_agent(row, state_from=self.log.state_owner(record.transfer_id))
             self.log.set_status(record.transfer_id, "COMMITTED")
             self.log.drop_pointer(record.agent_id)
             self.log.note_epoch(record.agent_id, record.epoch)
         with host.registry.lock:
             host.registry.reserved.discard(record.agent_id)
         self._arrival_ended()
+        host.counters.transfers_in_committed += 1
         host.events.emit(
             "arrival",
             agent_id=record.agent_id,
@@ -469,7 +479,7 @@ class Arrivals:
             cell, state = entry
         row = host.lifecycle._row(cell, state, "active")
         with host.store.transaction():
-            host.store.put_agent(row)
+            host.store.put_agent(row, state_from=self.log.state_owner(record.transfer_id))
             self.log.set_status(record.transfer_id, "COMMITTED")
             self.log.drop_pointer(record.agent_id)
             self.log.note_epoch(record.agent_id, record.epoch)
@@ -477,6 +487,7 @@ class Arrivals:
         host.lifecycle._go_live(cell)
         self._arrival_ended()
         host.turns.release(cell)
+        host.counters.transfers_in_committed += 1
         host.events.emit(
             "arrival",
             agent_id=record.agent_id,
@@ -536,6 +547,7 @@ class Arrivals:
                 self.host.registry.reserved.discard(record.agent_id)
             self._arrival_ended()
         self.log.set_status(record.transfer_id, "ABORTED")
+        self.host.counters.transfers_in_aborted += 1
         self.host.events.emit(
             "arrival-aborted", agent_id=record.agent_id, data={"transfer_id": record.transfer_id}
         )
@@ -566,3 +578,9 @@ class Arrivals:
 def _arrives_inactive(header: PrepareHeader | dict[str, Any]) -> bool:
     ticket = header.ticket if isinstance(header, PrepareHeader) else header.get("ticket") or {}
     return ticket.get("arrival_mode") == "inactive"
+
+
+def _overrides(cell: Cell, hook: str) -> bool:
+    from paglets.core.agent import Paglet
+
+    return getattr(type(cell.paglet), hook) is not getattr(Paglet, hook)

@@ -423,6 +423,7 @@ class Delivery:
         if policy.queue_messages_when_inactive:
             payload = msgspec.msgpack.encode(message.to_wire())
             host.store.queue_message(agent_id, payload, oneway, time.time())
+            host.counters.messages_queued += 1
             host.events.emit(
                 "message-queued",
                 agent_id=agent_id,
@@ -473,9 +474,11 @@ class Delivery:
                 result = host._run_on_loop(result)
         except BaseException as exc:
             cell.failed += 1
+            host.counters.messages_failed += 1
             self._after_turn(cell)
             raise as_caller_error(exc, host_name=host.name)  # noqa: B904 (__cause__ is set inside)
         cell.delivered += 1
+        host.counters.messages_delivered += 1
         self._after_turn(cell)
         if result is NOT_HANDLED:
             raise NotHandledError(

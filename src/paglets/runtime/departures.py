@@ -295,6 +295,7 @@ class Departures:
             reply = self._send_prepare(url, tid, header, state, ticket, deadline)
         except _NoAnswer as exc:
             self.log.set_status(tid, "ABORTED")
+            host.counters.transfers_out_aborted += 1
             self.send_abort_later(url, tid, moved_id, epoch)
             host.lifecycle._aborted(cell, event, exc)
             raise TransferTimeoutError(
@@ -304,6 +305,7 @@ class Departures:
             ) from None
         if reply.get("outcome") != "PREPARED":
             self.log.set_status(tid, "ABORTED", reply=reply)
+            host.counters.transfers_out_rejected += 1
             error = error_from_wire(
                 reply.get("error") or {"error_type": "TransferError", "error": "rejected"}
             )
@@ -334,6 +336,7 @@ class Departures:
                     )
                 )
         fault("source-after-committed")
+        host.counters.moved(kind)
         # COMMIT before leaving: P's turn is still held here, so nothing runs on this copy,
         # and messages waiting for it are re-routed to a target that is already live.
         acknowledged = self.send_commit(self.log.get(tid, "source") or record, until=deadline)

@@ -65,9 +65,10 @@ class PrepareHeader(msgspec.Struct, kw_only=True):
     created_at: float = 0.0
 
 
-def encode_envelope(header: dict[str, Any], state: bytes) -> bytes:
+def encode_envelope(header: dict[str, Any], state: bytes) -> tuple[bytes, bytes]:
+    """The envelope as two parts to send one after the other: the state is never copied."""
     head = msgspec.msgpack.encode(header)
-    return len(head).to_bytes(4, "big") + head + state
+    return len(head).to_bytes(4, "big") + head, state
 
 
 def decode_envelope(body: bytes) -> tuple[PrepareHeader, bytes]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from paglets.artifacts import PagletFileRef
-from paglets.core.errors import HostError
+from paglets.core.errors import ForbiddenError, HostError
 from paglets.persistence.storage import ManagedStorage
 from paglets.runtime.mailbox import Cell
 
@@ -39,15 +39,40 @@ def sha256_of(path: Path) -> str:
 
 
 class Files:
-    def __init__(self, host: Host, root: Path, storage_quota: int) -> None:
+    def __init__(
+        self,
+        host: Host,
+        root: Path,
+        storage_quota: int,
+        *,
+        file_roots: list[str | Path] | None = None,
+    ) -> None:
         self.host = host
         self.work_root = root / "work"
         self.storage_root = root / "storage"
+        # Where register_file paths may lie besides the host's own dirs (jobs.md §5); None:
+        # anywhere (an in-process Host; `paglets host` defaults to the home directory).
+        self.file_roots = (
+            None
+            if file_roots is None
+            else [Path(r).expanduser().resolve() for r in file_roots] + [root.resolve()]
+        )
         self._storage_quota = storage_quota
         self._storages: dict[str, ManagedStorage] = {}
         self._lock = threading.Lock()
 
     # -- work dir and storage ----------------------------------------------------------
+
+    def _check_root(self, source: Path, given: str | Path) -> None:
+        roots = self.file_roots
+        if roots is None or any(source.is_relative_to(r) for r in roots):
+            return
+        raise ForbiddenError(
+            f"cannot register {str(given)!r}: it is outside the file roots of host "
+            f"{self.host.name!r} ({', '.join(str(r) for r in roots)}); start the host with "
+            "--file-root DIR to allow that directory",
+            code="outside-file-roots",
+        )
 
     def work_dir(self, agent_id: str, *, create: bool = True) -> Path:
         path = self.work_root / agent_id  # agent ids are validated: safe as a file name
@@ -81,6 +106,7 @@ class Files:
         if mode not in ("copy", "move"):
             raise ValueError(f"mode must be 'copy' or 'move', got {mode!r}")
         source = Path(path).expanduser().resolve()
+        self._check_root(source, path)
         if not source.is_file():
             raise HostError(
                 f"cannot register {str(path)!r}: not a regular file on host {self.host.name!r}"

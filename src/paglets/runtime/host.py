@@ -40,16 +40,18 @@ from paglets.remote.transfer import TransferTicket
 from paglets.runtime import local_hosts, mailbox
 from paglets.runtime.checkpoints import Checkpoints
 from paglets.runtime.classes import ClassSpecs
+from paglets.runtime.counters import HostCounters
 from paglets.runtime.delivery import Delivery
 from paglets.runtime.files import Files
 from paglets.runtime.lifecycle import Lifecycle
-from paglets.runtime.mailbox import Cell, Turns
+from paglets.runtime.mailbox import Cell, Turns, current_cell
 from paglets.runtime.registry import Registry
 from paglets.runtime.timers import Timers
-from paglets.runtime.transfers import Transfers
+from paglets.runtime.transfers import DEFAULT_RETENTION, Transfers
 from paglets.runtime.views import Views
 from paglets.runtime.waiting import Waiting
 from paglets.runtime.workers import WorkerPool
+from paglets.services.helpers import HostServiceMethods
 
 log = logging.getLogger("paglets.host")
 
@@ -96,7 +98,7 @@ def _normalise_tags(tags: Any) -> list[str]:
     return sorted({str(t).strip().lower() for t in tags if str(t).strip()})
 
 
-class Host:
+class Host(HostServiceMethods):
     """A paglets host. `with Host("alpha", persistence_dir=...) as host:` starts it and
     shuts it down (saving every live paglet) on exit."""
 
@@ -109,7 +111,9 @@ class Host:
         client: Any = None,
         api_key: str | None = None,
         public_url: str | None = None,
+        bind_public: list[str] | None = None,
         connect_to: str | None = None,
+        relay: Any = None,  # RelaySettings (paglets.remote.relay_frames): the hub's knobs
         mesh: bool = True,
         peers: list[str] | None = None,
         mesh_multicast: bool | None = None,
@@ -125,6 +129,8 @@ class Host:
         artifact_spool_ttl_seconds: float = 86400,
         launch_config: str | Path | None = None,
         auto_update_from_git: bool = False,
+        auto_update_min_interval: float = 60.0,
+        auto_update_verify_signatures: bool = False,
         tags: list[str] | None = None,
         properties: dict[str, str] | None = None,
         insecure: bool = False,
@@ -138,6 +144,14 @@ class Host:
         max_state_bytes: int = 256 * MiB,
         worker_threads: int = 4096,
         default_timeout: float = DEFAULT_TIMEOUT,
+        ui: bool = True,
+        metrics: bool = True,
+        gpus: str | None = None,
+        max_connections: int = 1024,
+        pointer_ttl: float = DEFAULT_RETENTION,
+        transfer_log_retention: float = DEFAULT_RETENTION,
+        artifact_owner_cleanup: str = "delete",
+        file_roots: list[str | Path] | None = None,
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise HostError("a host needs a name, e.g. Host('alpha')")
@@ -145,17 +159,29 @@ class Host:
             raise HostError(
                 f"port must be an int from 0 to 65535 (0 = any free port), got {port!r}"
             )
+        if artifact_owner_cleanup not in ("delete", "keep"):
+            raise HostError(
+                f"artifact_owner_cleanup must be 'delete' or 'keep', got {artifact_owner_cleanup!r}"
+            )
+        if not isinstance(max_connections, int) or max_connections < 1:
+            raise HostError(f"max_connections must be an int >= 1, got {max_connections!r}")
         if durability not in ("normal", "full"):
             raise HostError(f"durability must be 'normal' or 'full', got {durability!r}")
         if not isinstance(checkpoint_interval, int | float) or checkpoint_interval <= 0:
             raise HostError(
                 f"checkpoint_interval must be a positive number of seconds, got {checkpoint_interval!r}"
             )
-        bind_public = not host.startswith(_LOOPBACK)
+        from paglets.runtime import addresses
+
+        if host == "auto":  # the LAN address (api.md §10)
+            host = addresses.resolve_auto()[0]
+        self.bind_public = addresses.resolve_bind_public(bind_public or [])  # also bound
+        exposed = not host.startswith(_LOOPBACK) or bool(self.bind_public)
         self.api_key = api_key if api_key is not None else os.environ.get("PAGLETS_API_KEY")
-        if bind_public and not (self.api_key or tls_ca or insecure):
+        if exposed and not (self.api_key or tls_ca or insecure):
+            shown = self.bind_public[0] if host.startswith(_LOOPBACK) else host
             raise HostError(
-                f"host {name!r} binds {host}, which is not loopback, without a mesh key: set PAGLETS_API_KEY "
+                f"host {name!r} binds {shown}, which is not loopback, without a mesh key: set PAGLETS_API_KEY "
                 "(or api_key=), use mutual TLS (tls_ca=), or pass insecure=True on a trusted network"
             )
         self.name = name
@@ -164,9 +190,13 @@ class Host:
         self.client = client
         self.public_url = public_url
         self.connect_to = connect_to
+        self.relay_settings = relay  # read by relay_hub.mount; None: the defaults
+        self.relay_hub: Any = None  # runtime/relay_hub.py, made with the HTTP app
+        self.relay_node: Any = None  # runtime/relay_node.py, with --connect-to
         self.peers = list(peers or [])
         self.mesh_enabled = mesh
-        self.mesh_multicast = bind_public if mesh_multicast is None else mesh_multicast
+        default_beacons = exposed and connect_to is None  # network.md §3.7
+        self.mesh_multicast = default_beacons if mesh_multicast is None else mesh_multicast
         self.mesh_lan_discovery = mesh_lan_discovery if discover_scan is None else discover_scan
         self.mesh_version = _default_code_version(mesh_version)
         self.mesh_gossip_interval = mesh_gossip_interval
@@ -174,7 +204,9 @@ class Host:
         self.launch_config = launch_config
         self.auto_update_from_git = auto_update_from_git
         self.tags = _normalise_tags(tags)
-        self.properties = dict(properties or {})
+        from paglets.runtime.resource_probe import automatic_properties
+
+        self.properties = {**automatic_properties(), **dict(properties or {})}  # jobs.md §1.3
         self.tls = (tls_cert, tls_key, tls_ca)
         self.allow_modules = allow_modules
         self.insecure = insecure
@@ -186,8 +218,28 @@ class Host:
             artifact_spool_ttl_seconds,
         )
         self.default_timeout = default_timeout
+        self.max_connections = max_connections  # beyond it: 503 + Retry-After (http_api.py)
+        self.artifact_owner_cleanup = artifact_owner_cleanup  # jobs.md §5
+        self.ui_enabled = ui  # the dashboard at /ui (http_ui.py)
+        self.metrics_enabled = metrics  # GET /metrics (metrics.py)
+        self.counters = HostCounters()  # bumped on hot paths, read by /metrics
+        self.metrics_registry: Any = None  # metrics.registry_for(host) makes it
         self.defer_commits = durability != "full"
         self.mesh: Any = None  # the SwimNode once started (mesh_transport.start_mesh)
+        from paglets.runtime.draining import Drain
+
+        self.drain = Drain(self)  # creates and PREPAREs refused while draining (§2.2, §5)
+        self.git_update: Any = None  # tooling/auto_update.py: network.md §5
+        if auto_update_from_git:
+            from paglets.tooling.auto_update import AutoUpdate
+
+            self.git_update = AutoUpdate(
+                self,
+                min_interval=auto_update_min_interval,
+                verify_signatures=auto_update_verify_signatures,
+            )
+        self.discovery: Any = None  # beacons and scan (runtime/discovery.py), when on
+        self._more_sockets: list[socket.socket] = []  # one per --bind-public address
 
         root = (
             Path(persistence_dir)
@@ -205,13 +257,23 @@ class Host:
         self.classes = ClassSpecs(allow_modules, name, self.mesh_version)
         self.checkpoints = Checkpoints(self.store, self.events.emit)
         self.timers = Timers(self, checkpoint_interval)
-        self.files = Files(self, self.persistence_dir, persistent_storage_quota_bytes)
+        self.files = Files(
+            self, self.persistence_dir, persistent_storage_quota_bytes, file_roots=file_roots
+        )
         self.work_root = self.files.work_root
         self.lifecycle = Lifecycle(self)
         self.delivery = Delivery(self)
         self.transfers = Transfers(self)
+        self.transfers.pointer_ttl = pointer_ttl
+        self.transfers.log_retention = transfer_log_retention
         self.waiting = Waiting(self.turns)
         self.views = Views(self)
+        from paglets.services.host_services import HostServices
+
+        self.services = HostServices(self)  # registry, resident services, launch config
+        from paglets.runtime.resource_monitor import ResourceMonitor
+
+        self.resource_monitor = ResourceMonitor(self, gpus=gpus)  # jobs.md §1.1 summaries
         self._properties: dict[str, Any] = {}
         self._state = "new"  # new → running → stopping → stopped
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -251,16 +313,28 @@ class Host:
             self._start_server()
             local_hosts.register(self.address, self)
             self._state = "running"
+        if self.connect_to:  # the relay URL becomes this host's address (network.md §3.8)
+            from paglets.runtime.relay_node import start_relay_node
+
+            start_relay_node(self)
         self.events.emit(
             "context-start", data={"address": self.address, "code_version": self.mesh_version}
         )
+        self.services.start()  # resident adverts, before recovery (api.md §10)
         self.transfers.recover()
         self.lifecycle.recover_all()
+        self.services.start_agents()  # eager providers, startup agents
         self.timers.start(self._loop)
         if self.mesh_enabled:
             from paglets.runtime.mesh_transport import start_mesh
 
             self.mesh = start_mesh(self)
+            from paglets.runtime.discovery import start_discovery
+
+            self.discovery = start_discovery(self)
+        self.resource_monitor.start()
+        if self.git_update is not None:
+            self.git_update.start()  # pushes this host's commit to members on older ones
         return self
 
     def _bind(self) -> None:
@@ -279,8 +353,16 @@ class Host:
         sock.listen(512)
         self._socket = sock
         self.port = sock.getsockname()[1]
+        from paglets.runtime.addresses import advertised_host, bind_listeners
+
+        try:
+            self._more_sockets = bind_listeners(self.bind_public, self.port, self.bind_host)
+        except HostError:
+            sock.close()
+            raise
         if self.public_url is None:
-            shown = self.bind_host if ":" not in self.bind_host else f"[{self.bind_host}]"
+            published = self.bind_public[0] if self.bind_public else advertised_host(self.bind_host)
+            shown = published if ":" not in published else f"[{published}]"
             scheme = "https" if self.tls[0] else "http"
             self.address = f"{scheme}://{shown}:{self.port}"
             self.events.host_address = self.address
@@ -301,6 +383,7 @@ class Host:
         if not self._begin_stop():
             return
         self._leave_mesh()
+        self.services.shutdown()  # lazy providers sleep without activate_on_startup
         self.lifecycle.shutdown_all(grace)
         self._finish_stop()
 
@@ -334,6 +417,8 @@ class Host:
         assert self._loop is not None and self._socket is not None
         self.http = HttpServer(self)
         asyncio.run_coroutine_threadsafe(self.http.start(self._socket), self._loop).result(10)
+        for sock in self._more_sockets:
+            asyncio.run_coroutine_threadsafe(self.http.serve_also(sock), self._loop).result(10)
 
     def _stop_server(self) -> None:
         if self.http is not None and self._loop is not None:
@@ -343,6 +428,8 @@ class Host:
     def _leave_mesh(self) -> None:
         """Tell the mesh this host leaves (so others list it `left`, not `dead`); wait at most
         a second for the news to go out."""
+        if self.discovery is not None:
+            self.discovery.close()  # no beacon may bring anyone back to a leaving host
         node = self.mesh
         if node is None:
             return
@@ -369,9 +456,16 @@ class Host:
         return result.result(timeout)
 
     def _finish_stop(self) -> None:
+        if self.git_update is not None:
+            self.git_update.stop()
+        self.resource_monitor.stop()
+        if self.discovery is not None:
+            self.discovery.close()
         if self.mesh is not None:
             with contextlib.suppress(Exception):
                 self._on_loop(self.mesh.stop)
+        if self.relay_node is not None:
+            self.relay_node.stop()
         self.timers.stop()
         self._stop_server()
         self.checkpoints.flush()
@@ -386,6 +480,8 @@ class Host:
             self._loop_thread.join(5)
         if self._socket is not None:
             self._socket.close()
+        for sock in self._more_sockets:
+            sock.close()
         self.pool.close()
         if self._artifacts is not None:
             self._artifacts.close()
@@ -561,6 +657,11 @@ class Host:
         validate_agent_id(agent_id)
         cell = self.registry.live.get(agent_id)
         if cell is None:
+            # A paglet in its arrival hooks is not live yet, yet its files are already placed
+            # and its own context calls must work (api.md §18).
+            running = current_cell()
+            if running is not None and running.agent_id == agent_id:
+                return running
             if self.store.has_agent(agent_id):
                 raise InvalidAgentError(
                     f"paglet {agent_id!r} on host {self.name!r} is not active; activate it first"
@@ -811,6 +912,8 @@ class Host:
         return self.views.export_inactive_record(agent_id)
 
     def health(self) -> dict[str, Any]:
+        from paglets.tooling.auto_update import health_fields as auto_update_health
+
         return {
             "status": "ok" if self._state == "running" else self._state,
             "name": self.name,
@@ -818,11 +921,18 @@ class Host:
             "active_count": len(self.registry.live),
             "inactive_count": self.store.count_agents("inactive"),
             "code_version": self.mesh_version,
-            "capabilities": [],
+            "capabilities": ["admin:git-update"] if self.git_update is not None else [],
             "tags": list(self.tags),
             "properties": dict(self.properties),
             "host_id": self.host_id,
             "incarnation": self.mesh.record.incarnation if self.mesh is not None else 0,
+            **self.drain.health_fields(),
+            **auto_update_health(self.git_update),
+            "discover": (
+                self.discovery.stats()
+                if self.discovery is not None
+                else {"beacons": False, "scan": False}
+            ),
         }
 
     def list_hosts(self, *, online_only: bool = False, include_self: bool = True) -> list[Any]:
@@ -844,6 +954,7 @@ class Host:
                 inactive_count=h["inactive_count"],
                 tags=list(self.tags),
                 properties=dict(self.properties),
+                resources=self.resource_monitor.summary(),
             )
         ]
 

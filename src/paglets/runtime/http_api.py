@@ -22,12 +22,18 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from paglets.runtime import http_events, http_routes, http_wire, peer_socket
+from paglets.runtime import http_events, http_routes, http_wire, peer_socket, relay_hub
+from paglets.runtime.admin_routes import admin_routes
+from paglets.runtime.connection_limit import LimitedSockSite
 from paglets.runtime.http_artifacts import artifact_routes
 from paglets.runtime.http_auth import Auth, host_id_of, mesh_hello
 from paglets.runtime.http_idempotency import IdempotencyCache
+from paglets.runtime.http_ui import ui_routes
 from paglets.runtime.http_wire import HttpRefusal
 from paglets.runtime.mesh_routes import mesh_routes
+from paglets.runtime.metrics import metrics_routes
+from paglets.runtime.operator_actions import operator_routes
+from paglets.runtime.service_routes import service_routes
 from paglets.runtime.transfer_routes import transfer_routes
 
 if TYPE_CHECKING:
@@ -90,7 +96,13 @@ class HttpServer:
         app.add_routes(transfer_routes(self.host))
         app.add_routes(artifact_routes(self.host))
         app.add_routes(mesh_routes(self.host))
+        app.add_routes(service_routes(self.host))
+        app.add_routes(admin_routes(self.host))
+        app.add_routes(ui_routes(self.host))
+        app.add_routes(metrics_routes(self.host))
+        app.add_routes(operator_routes(self.host))  # POST /transfers/{tid}/resolve
         self.peer = peer_socket.mount(app, self)  # GET /peer/ws: the message fast path
+        relay_hub.mount(app, self.host)  # /relay/ws, /relay/hosts/{name}/..., diagnostics
         return app
 
     def _ssl_context(self) -> ssl.SSLContext | None:
@@ -123,7 +135,23 @@ class HttpServer:
             shutdown_timeout=SHUTDOWN_SECONDS,
         )
         await self._runner.setup()
-        await web.SockSite(self._runner, sock, ssl_context=self._ssl_context()).start()
+        await LimitedSockSite(
+            self._runner,
+            sock,
+            limit=self.host.max_connections,
+            ssl_context=self._ssl_context(),
+        ).start()
+
+    async def serve_also(self, sock: socket.socket) -> None:
+        """One more listener for the same app (`--bind-public`: one listener per bound
+        address, same port, network.md §1.1); `stop()` closes it with the rest."""
+        assert self._runner is not None, "start() first"
+        await LimitedSockSite(
+            self._runner,
+            sock,
+            limit=self.host.max_connections,
+            ssl_context=self._ssl_context(),
+        ).start()
 
     async def stop(self) -> None:
         self.events.close()

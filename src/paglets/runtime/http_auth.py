@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from paglets.runtime.http_wire import SERVER_KEY, HttpRefusal, refuse, reply
+from paglets.runtime.ui_sessions import COOKIE, CSRF_HEADER, UiSessions
 
 if TYPE_CHECKING:
     from paglets.runtime.host import Host
@@ -29,6 +30,10 @@ __all__ = ["PROTOCOL", "Auth", "host_id_of", "mesh_hello"]
 PROTOCOL = 1
 _NONCE = re.compile(r"[0-9a-fA-F]{32}")
 _MAX_TRACKED = 10_000  # addresses remembered by the throttle (oldest forgotten first)
+_SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+# Dashboard pages a browser opens by hand: without credentials it is sent to the login page
+# (relative locations, so a --public-url path prefix survives) instead of a JSON 401.
+_LOGIN_FROM = {"/": "ui/login", "/ui": "ui/login", "/ui/": "login"}
 
 
 def host_id_of(host: Host) -> str:
@@ -68,15 +73,19 @@ class Auth:
         self.window = 60.0
         self.block_seconds = 60.0
         self._failures: OrderedDict[str, _Failures] = OrderedDict()
+        # Dashboard sessions (cookie instead of the bearer key); None without a key.
+        self.sessions = UiSessions(self._key) if api_key else None
 
     # -- the open routes ---------------------------------------------------------------
 
     @staticmethod
     def is_open(request: web.Request) -> bool:
         method = request.method
+        path = request.path
+        if method == "POST":
+            return path == "/ui/login"  # checks the key itself, under the same throttle
         if method not in ("GET", "HEAD"):
             return False
-        path = request.path
         return path in ("/mesh/hello", "/ui/login") or path.startswith("/ui/static/")
 
     # -- the check ---------------------------------------------------------------------
@@ -87,23 +96,22 @@ class Auth:
             return
         address = request.remote or "?"
         now = time.monotonic()
-        record = self._failures.get(address)
-        if record is not None and record.blocked_until > now:
-            wait = max(1, int(record.blocked_until - now + 0.999))
-            refuse(
-                f"too many failed key checks from {address}; try again in {wait}s",
-                code="auth-throttled",
-                headers={"Retry-After": str(wait)},
-            )
+        record = self._throttled(address, now)
         header = request.headers.get("Authorization")
         if header is not None:
             scheme, _, token = header.partition(" ")
-            if scheme.lower() == "bearer":
-                given = hashlib.sha256(token.strip().encode("utf-8", "surrogateescape")).digest()
-                if hmac.compare_digest(given, self._digest):
-                    return
+            if scheme.lower() == "bearer" and self.key_matches(token):
+                return
+        cookie = request.cookies.get(COOKIE) if self.sessions is not None else None
+        if cookie and self._session_ok(request, cookie):
+            return
         if self._client_ca and self._verified_peer(request):
             return
+        login = _LOGIN_FROM.get(request.path) if request.method == "GET" else None
+        if login is not None and "text/html" in request.headers.get("Accept", ""):
+            if header is not None or cookie:
+                self._fail(address, now, record)  # a wrong credential still counts
+            raise web.HTTPFound(login, headers={"Cache-Control": "no-store"})
         self._fail(address, now, record)
         if header is None:
             raise HttpRefusal(
@@ -118,6 +126,61 @@ class Auth:
             code="auth-failed",
             error_type="AuthenticationError",
             headers={"WWW-Authenticate": 'Bearer realm="paglets"'},
+        )
+
+    def _throttled(self, address: str, now: float) -> _Failures | None:
+        """Refuse (429) an address blocked for failing too often; else its record."""
+        record = self._failures.get(address)
+        if record is not None and record.blocked_until > now:
+            wait = max(1, int(record.blocked_until - now + 0.999))
+            refuse(
+                f"too many failed key checks from {address}; try again in {wait}s",
+                code="auth-throttled",
+                headers={"Retry-After": str(wait)},
+            )
+        return record
+
+    def key_matches(self, key: str) -> bool:
+        """Whether `key` is the mesh key (SHA-256 digests compared in constant time)."""
+        given = hashlib.sha256(key.strip().encode("utf-8", "surrogateescape")).digest()
+        return hmac.compare_digest(given, self._digest)
+
+    def _session_ok(self, request: web.Request, cookie: str) -> bool:
+        """A valid dashboard session; a request that changes something also needs the
+        session's CSRF value (403 without it: the session is fine, the caller is not)."""
+        sessions = self.sessions
+        assert sessions is not None
+        nonce = sessions.verify(cookie)
+        if nonce is None:
+            return False
+        if request.method not in _SAFE_METHODS and not sessions.csrf_ok(
+            nonce, request.headers.get(CSRF_HEADER)
+        ):
+            raise HttpRefusal(
+                f"{request.method} {request.path} with a dashboard session needs the "
+                f"{CSRF_HEADER} header the login gave the page",
+                code="csrf-required",
+                error_type="ForbiddenError",
+                status=403,
+            )
+        return True
+
+    def login(self, request: web.Request, key: str) -> tuple[str, str, int] | None:
+        """`POST /ui/login`: check `key` under the same throttle as a bearer check; a new
+        session (token, csrf, expiry), or None when this host has no key to check."""
+        if self.sessions is None:
+            return None
+        address = request.remote or "?"
+        now = time.monotonic()
+        record = self._throttled(address, now)
+        if self.key_matches(key):
+            return self.sessions.issue()
+        self._fail(address, now, record)
+        raise HttpRefusal(
+            "the key was not accepted: every host of a mesh has the same key (PAGLETS_API_KEY "
+            "or ~/.paglets/mesh.key); paste that one",
+            code="auth-failed",
+            error_type="AuthenticationError",
         )
 
     @staticmethod

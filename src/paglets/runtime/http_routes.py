@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import shutil
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -28,6 +29,7 @@ from paglets.core.ids import validate_agent_id
 from paglets.core.messages import RESERVED_KINDS
 from paglets.persistence.policy import DeactivationRequest
 from paglets.remote.transfer import TransferTicket
+from paglets.runtime import agent_search
 from paglets.runtime.http_auth import PROTOCOL
 from paglets.runtime.http_bodies import (
     CreateBody,
@@ -156,6 +158,8 @@ class Routes:
         capabilities: list[str] = list(body.get("capabilities") or ())
         if "events:stream" not in capabilities:
             capabilities.append("events:stream")
+        if getattr(host, "metrics_enabled", False) and "metrics" not in capabilities:
+            capabilities.append("metrics")  # GET /metrics (metrics.py)
         body.update(
             capabilities=capabilities,
             host_id=server.host_id or None,
@@ -165,9 +169,12 @@ class Routes:
             insecure=bool(getattr(host, "insecure", False)),
             tls=bool(server._tls[0]),
             crashed_count=host.store.count_agents("crashed"),
-            draining=False,
+            draining=host.drain.active,
             uptime_s=round(server.uptime_s, 3),
         )
+        monitor = getattr(host, "resource_monitor", None)  # jobs.md §1.1
+        body.setdefault("resources", monitor.summary() if monitor is not None else {})
+        body.setdefault("artifacts", _artifact_room(host))  # paglets doctor's storage check
         return reply(request, body)
 
     async def hosts(self, request: web.Request) -> web.Response:
@@ -230,43 +237,50 @@ class Routes:
         inactive = state in ("inactive", "all")
         crashed = state in ("crashed", "all")
         if wanted_class or q:
-            matches = self._matching(active, inactive, crashed, wanted_class, q)
-            total = len(matches)
-        else:
-            matches = None
-            total = (
-                (len(host.registry.live) if active else 0)
-                + (store.count_agents("inactive") if inactive else 0)
-                + (store.count_agents("crashed") if crashed else 0)
+            # Filtered, counted and paged by SQLite: never every summary at once.
+            page, total = agent_search.filtered_page(
+                host,
+                active=active,
+                inactive=inactive,
+                crashed=crashed,
+                wanted_class=wanted_class,
+                q=q,
+                offset=offset,
+                limit=UNPAGED_MAX if limit is None else limit,
+                include_state=include_state,
             )
+            end = offset + len(page)
+            return {
+                "agents": page,
+                "next_cursor": str(end) if end < total and page else None,
+                "total": total,
+                "truncated": limit is None and total - offset > UNPAGED_MAX,
+            }
+        total = (
+            (len(host.registry.live) if active else 0)
+            + (store.count_agents("inactive") if inactive else 0)
+            + (store.count_agents("crashed") if crashed else 0)
+        )
         truncated = False
         if limit is None:  # old callers: one page of at most UNPAGED_MAX
             limit = UNPAGED_MAX
             truncated = total - offset > UNPAGED_MAX
-        if matches is not None:
-            page = matches[offset : offset + limit]
-            if include_state:
-                for summary in page:
-                    summary["state"] = codec.to_wire_form(host.get_state(summary["agent_id"]))
-        else:
-            page = []
-            if active or inactive:
-                page = host.list_agents(
-                    active=active,
-                    inactive=inactive,
-                    include_state=include_state,
-                    offset=offset,
-                    limit=limit,
-                )
-            if crashed and len(page) < limit:
-                before = (len(host.registry.live) if active else 0) + (
-                    store.count_agents("inactive") if inactive else 0
-                )
-                skip = max(0, offset - before)
-                for row in store.list_agents(
-                    status="crashed", offset=skip, limit=limit - len(page)
-                ):
-                    page.append(host.agent_info(row.agent_id))
+        page = []
+        if active or inactive:
+            page = host.list_agents(
+                active=active,
+                inactive=inactive,
+                include_state=include_state,
+                offset=offset,
+                limit=limit,
+            )
+        if crashed and len(page) < limit:
+            before = (len(host.registry.live) if active else 0) + (
+                store.count_agents("inactive") if inactive else 0
+            )
+            skip = max(0, offset - before)
+            for row in store.list_agents(status="crashed", offset=skip, limit=limit - len(page)):
+                page.append(host.agent_info(row.agent_id))
         end = offset + len(page)
         return {
             "agents": page,
@@ -275,36 +289,9 @@ class Routes:
             "truncated": truncated,
         }
 
-    def _matching(
-        self, active: bool, inactive: bool, crashed: bool, wanted_class: str | None, q: str | None
-    ) -> list[dict[str, Any]]:
-        """Every summary passing `class=` (exact) and `q=` (in the id or class name, any
-        case), in listing order. A scan: filtered listings are for people, not hot paths."""
-        host = self.host
-        needle = q.lower() if q else None
-        candidates = (
-            host.list_agents(active=active, inactive=inactive) if (active or inactive) else []
-        )
-        if crashed:
-            candidates += [
-                host.agent_info(row.agent_id) for row in host.store.list_agents(status="crashed")
-            ]
-        out = []
-        for summary in candidates:
-            class_name = summary.get("class_name") or ""
-            if wanted_class and class_name != wanted_class:
-                continue
-            if (
-                needle
-                and needle not in summary["agent_id"].lower()
-                and needle not in (class_name.lower())
-            ):
-                continue
-            out.append(summary)
-        return out
-
     async def create(self, request: web.Request) -> web.Response:
         server = self.server
+        self.host.drain.check_create()  # 503 draining + Retry-After (network.md §5)
         data = await read_body(
             request, server.state_limit, code="state-too-large", what="create body"
         )
@@ -436,6 +423,14 @@ class Routes:
         agent_id = self._agent_id(request)
         await self._body(request, Empty)
         proxy = await self.server.run_blocking(self.host.activate, agent_id)
+        return reply(request, {"proxy": proxy.to_wire()})
+
+    async def restart(self, request: web.Request) -> web.Response:
+        from paglets.runtime.operator_actions import restart_crashed
+
+        agent_id = self._agent_id(request)
+        await self._body(request, Empty)
+        proxy = await self.server.run_blocking(restart_crashed, self.host, agent_id)
         return reply(request, {"proxy": proxy.to_wire()})
 
     async def dispose(self, request: web.Request) -> web.Response:
@@ -576,6 +571,7 @@ def routes(server: HttpServer) -> list[tuple[str, str, Any]]:
         ("POST", agent + "/deactivate", r.deactivate),
         ("POST", agent + "/activate", r.activate),
         ("POST", agent + "/dispose", r.dispose),
+        ("POST", agent + "/restart", r.restart),
         ("POST", "/multicast", r.multicast),
         ("POST", "/diagnostics/import", diagnostics_import),
         ("*", "/relay/connect", r.legacy),
@@ -586,3 +582,16 @@ def routes(server: HttpServer) -> list[tuple[str, str, Any]]:
         (method, path, _pointer_aware(server, fn) if path.startswith(agent) else fn)
         for method, path, fn in table
     ]
+
+
+def _artifact_room(host: Any) -> dict[str, Any]:
+    """The artifact limits and the free disk under the store (one statvfs, no store
+    opened), for `paglets doctor`'s "a plan for large results"."""
+    limits = getattr(host, "artifact_limits", None)
+    if limits is None:
+        return {}
+    try:
+        free: int | None = shutil.disk_usage(host.persistence_dir).free
+    except OSError:
+        free = None
+    return {"max_artifact_bytes": limits[0], "quota_bytes": limits[1], "disk_free_bytes": free}

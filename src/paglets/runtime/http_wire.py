@@ -68,6 +68,9 @@ BODY_TYPES = MSGPACK_TYPES | {JSON}
 EXTRA_TYPES: tuple[tuple[str, str], ...] = (
     ("/artifacts", "application/octet-stream"),
     ("/transfers/", "application/vnd.paglets.envelope"),
+    # A relay hub passes these on to its node, which checks them against its own routes.
+    ("/relay/hosts/", "application/octet-stream"),
+    ("/relay/hosts/", "application/vnd.paglets.envelope"),
 )
 BODY_IDLE_SECONDS = 30.0
 # The `HttpServer` serving an app, for handlers that are plain functions.

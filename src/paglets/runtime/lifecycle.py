@@ -444,6 +444,8 @@ class Lifecycle:
     def _expire_artifacts(self, agent_id: str) -> None:
         """A disposed owner's artifacts go after a grace period (jobs.md §5)."""
         host = self.host
+        if host.artifact_owner_cleanup == "keep":  # --artifact-owner-cleanup keep
+            return
         if host._artifacts is not None or (host.persistence_dir / "artifacts").exists():
             host.artifacts.expire_owner(agent_id, grace_seconds=3600)
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import msgspec
 from aiohttp import web
 
-from paglets.remote.membership import Member, describe
+from paglets.remote.membership import Member, StoredSummary, describe
 from paglets.remote.mesh_wire import ALIVE, decode_frame
 from paglets.runtime.http_wire import read_body, refuse, reply
 from paglets.runtime.mesh_transport import FRAME_PATH
@@ -48,7 +48,10 @@ def mesh_routes(host: Host) -> list[web.RouteDef]:
     async def members(request: web.Request) -> web.Response:
         node = node_of()
         now = node.clock.time()
-        own = describe(Member(node.record, ALIVE, node.record.incarnation, now), now)
+        me = Member(node.record, ALIVE, node.record.incarnation, now)
+        for kind, summary in node.book.own.items():  # its own spec and load, fresh
+            me.summaries[kind] = StoredSummary(summary.version, summary.body, 0, now)
+        own = describe(me, now)
         own["self"] = True
         listed = [own]
         for member in node.members():

@@ -126,7 +126,9 @@ def start_mesh(host: Host) -> SwimNode:
         paglets_version=paglets.__version__,
         tags=tuple(host.tags),
         properties={str(k): str(v) for k, v in host.properties.items()},
-        capabilities=("events:stream",),
+        capabilities=("events:stream", *(() if host.git_update is None else ("admin:git-update",))),
+        auto_update_from_git=host.git_update is not None,  # network.md §5: spreading
+        git_head=host.git_update.start_head if host.git_update is not None else None,
     )
     transport = MeshTransport(host)
     config = MeshConfig(

@@ -37,7 +37,10 @@ def transfer_routes(host: Host) -> list[web.RouteDef]:
         data = await read_body(
             request, host.http.state_limit, code="state-too-large", what="envelope"
         )
-        return await call(request, transfers.prepare, request.match_info["tid"], data)
+        answer = await host.http.run_blocking(transfers.prepare, request.match_info["tid"], data)
+        # A draining target's REJECTED carries when to come back (network.md §2.2).
+        retry = ((answer.get("error") or {}).get("detail") or {}).get("retry_after_s")
+        return reply(request, answer, headers={"Retry-After": str(retry)} if retry else None)
 
     async def commit(request: web.Request) -> web.Response:
         data = await read_body(request, host.http.control_limit)

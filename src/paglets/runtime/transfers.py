@@ -28,7 +28,10 @@ from paglets.runtime.arrivals import Arrivals
 from paglets.runtime.departures import Departures
 from paglets.runtime.envelope import check_tid, fault
 
-__all__ = ["Transfers", "fault"]
+__all__ = ["DEFAULT_RETENTION", "Transfers", "fault"]
+
+DEFAULT_RETENTION = 7 * 86400.0
+PRUNE_EVERY = 600.0
 
 
 class Transfers:
@@ -40,6 +43,9 @@ class Transfers:
         self.departures = Departures(host, self.log)
         self.arrivals = Arrivals(host, self.log)
         self.next_tick = 0.0  # when the timers should call tick() next
+        self.pointer_ttl = DEFAULT_RETENTION  # --pointer-ttl
+        self.log_retention = DEFAULT_RETENTION  # --transfer-log-retention
+        self._next_prune = 0.0
 
     def move(self, agent_id: str, target: str | TransferTicket, kind: str) -> PagletProxy:
         """Dispatch, retract or clone `agent_id` to another host process."""
@@ -165,6 +171,11 @@ class Transfers:
         for record in self.log.open_records("target", ("PREPARED",)):
             if record.hooks_done and now > record.deadline + 1.0 and record.next_attempt <= now:
                 self.arrivals.ask_status(record)
+        if now >= self._next_prune:
+            self._next_prune = now + PRUNE_EVERY
+            self.log.prune(
+                decided_before=now - self.log_retention, pointers_before=now - self.pointer_ttl
+            )
 
     def listing(self, **filters: Any) -> list[dict[str, Any]]:
         return [r.to_wire() for r in self.log.listing(**filters)]
