@@ -15,8 +15,10 @@ browser:
 		&& (apt-get install -y -qq chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)) \
 		|| echo "chromium not installed: browser tests will be skipped"; }
 
+# Three hosts on loopback, a job group, the laptop away and back (< 20 s). The one-host
+# tour of the programming model: `uv run python -m paglets.examples.quickstart`.
 demo: sync
-	$(UV) run python -m paglets.examples.quickstart
+	$(UV) run paglets demo
 
 test: sync browser
 	$(UV) run ruff check src tests bench

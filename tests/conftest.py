@@ -26,13 +26,17 @@ def make_host(tmp_path: Path) -> Iterator[Callable[..., Host]]:
     """Start hosts on loopback with their own persistence dirs; all are stopped at the end.
 
     `make_host("alpha")` starts one; `make_host("alpha", persistence_dir=same_dir)` restarts
-    on an existing dir.
+    on an existing dir. Hosts start without the built-in system services unless given
+    `system_services=True`.
     """
     hosts: list[Host] = []
 
     def factory(name: str = "alpha", **kwargs: object) -> Host:
         kwargs.setdefault("persistence_dir", tmp_path / name)
         kwargs.setdefault("mesh_version", "test")
+        # The built-in system services are paglets with events of their own; a test that
+        # counts its paglets or events asks for them with system_services=True.
+        kwargs.setdefault("system_services", False)
         host = Host(name, **kwargs).start_background()  # type: ignore[arg-type]
         hosts.append(host)
         return host

@@ -70,7 +70,7 @@ def _commands(command: Any, path: list[str], parent: Any) -> Iterator[tuple[str,
 
 
 def _command_section(path: str, command: Any, ctx: Any) -> str:
-    depth = min(path.count(" ") + 1, 4)
+    depth = min(path.count(" ") + 2, 4)  # the page title is the one h1
     out = [f"{'#' * depth} `{path}`", ""]
     pieces = " ".join(command.collect_usage_pieces(ctx))
     out += ["```text", f"{path} {pieces}".rstrip(), "```", ""]
@@ -127,15 +127,43 @@ def cli_reference() -> str:
 # -- the Python API ---------------------------------------------------------------------------
 
 
-def _signature(obj: Any) -> str:
+class _Raw:
+    """An annotation shown as written (`str | None`), not as a quoted string."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def _plain(annotation: Any) -> Any:
+    return _Raw(annotation) if isinstance(annotation, str) else annotation
+
+
+def _signature(obj: Any, *, method: bool = False, returns: bool = True) -> str:
+    """The signature with annotations as written; `method`: without `self`/`cls`;
+    `returns`: with the return annotation (not for a class)."""
     try:
-        return str(inspect.signature(obj))
+        sig = inspect.signature(obj)
     except (TypeError, ValueError):
         return "(...)"
+    params = list(sig.parameters.values())
+    if method and params and params[0].name in ("self", "cls"):
+        params = params[1:]
+    params = [p.replace(annotation=_plain(p.annotation)) for p in params]
+    back = _plain(sig.return_annotation) if returns else inspect.Signature.empty
+    return str(sig.replace(parameters=params, return_annotation=back))
 
 
 def _doc(obj: Any) -> str:
-    doc = inspect.getdoc(obj) or ""
+    if inspect.isclass(obj):  # its own docstring, not one inherited from `StrEnum` & co.
+        own = obj.__dict__.get("__doc__")
+        doc = inspect.cleandoc(own) if isinstance(own, str) else ""
+    else:
+        doc = inspect.getdoc(obj) or ""
     # A heading inside a docstring would break the page's outline: make it bold.
     doc = re.sub(r"^#+\s*(.+)$", r"**\1**", doc, flags=re.M)
     return _text(doc)
@@ -163,15 +191,16 @@ def _object_section(module: str, name: str, obj: Any) -> str:
             out += [_doc(obj), "", f"Members: {values}.", ""]
             return "\n".join(out)
         kind = "dataclass" if dataclasses.is_dataclass(obj) else "class"
-        bases = [b.__name__ for b in obj.__bases__ if b is not object]
+        bases = [b.__name__ for b in obj.__bases__ if b.__name__ not in ("object", "Generic")]
         base_text = f" ({', '.join(bases)})" if bases else ""
-        out += ["```python", f"class {name}{_signature(obj)}{base_text}", "```", ""]
+        out += ["```python", f"class {name}{_signature(obj, returns=False)}{base_text}", "```", ""]
         out += [f"*{kind}* in `{home}`", "", _doc(obj), ""]
         for member, value in _members(obj):
             if isinstance(value, property):
                 out += [f"* `{member}` (property): {_first_paragraph(value)}".rstrip(": ")]
                 continue
-            out += [f"* `{member}{_signature(value)}`: {_first_paragraph(value)}".rstrip(": ")]
+            signature = _signature(value, method=True)
+            out += [f"* `{member}{signature}`: {_first_paragraph(value)}".rstrip(": ")]
         out.append("")
         return "\n".join(out)
     if callable(obj):

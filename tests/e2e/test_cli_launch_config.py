@@ -36,7 +36,9 @@ def test_a_launch_config_runs_its_resident_services(host_process: Any, tmp_path:
     alpha = host_process("alpha", args=["--launch-config", str(config)], env=PYTHONPATH)
     (record,) = _get(f"{alpha.url}/services?name=echo")["services"]
     assert record["proxy"]["agent_id"] == "eager"
-    (status,) = _get(f"{alpha.url}/services/resident")["services"]
+    (status,) = [
+        s for s in _get(f"{alpha.url}/services/resident")["services"] if s["agent_id"] == "eager"
+    ]
     assert status["live"] is True and status["lifecycle"] == "eager"
     assert not (tmp_path / "home" / ".paglets" / "launch.toml").exists()  # not the default
 

@@ -142,7 +142,9 @@ def test_a_healthy_mesh_passes_and_a_killed_member_fails(
         f"fix: start beta again: paglets host --name beta --port {port} "
         f"--mesh-version test --peer {alpha.url}"
     )
-    assert dead.stderr.startswith("paglets doctor: 1 of 9 checks failed: hosts\n")
+    # (With the jobs system, placement fails too: the only host left is the submitter.)
+    assert dead.stderr.startswith("paglets doctor: ")
+    assert "checks failed: hosts" in dead.stderr.splitlines()[0]
 
 
 def test_another_mesh_version_and_a_missing_module_are_named(
@@ -185,3 +187,94 @@ def test_the_entry_must_answer(tmp_path: Path) -> None:
     done = run_paglets("doctor", "not-a-class", "--entry", "http://127.0.0.1:9", home=tmp_path)
     assert done.returncode == 2
     assert "must be module:QualName" in done.stderr and "Traceback" not in done.stderr
+
+
+FAKE_JOBS = """
+import json
+from typing import Annotated
+
+import typer
+
+from paglets.cli.errors import CliError
+
+app = typer.Typer(name="jobs")
+
+
+@app.command("hosts")
+def hosts(
+    cores: Annotated[int, typer.Option("--cores")] = 0,
+    json_: Annotated[bool, typer.Option("--json")] = False,
+    entry: Annotated[str, typer.Option("--entry")] = "",
+    timeout: Annotated[str, typer.Option("--timeout")] = "",
+) -> None:
+    if cores > 8:
+        reasons = [{"code": "cores", "message": "has 8 cores"}]
+        print(json.dumps({"candidates": [], "rejected": [{"host": "alpha", "reasons": reasons}]}))
+        raise typer.Exit(1)
+    print(json.dumps({"candidates": [{"host_name": "alpha"}], "rejected": []}))
+
+
+@app.command("groups")
+def groups(
+    group: Annotated[str, typer.Option("--group")] = "",
+    json_: Annotated[bool, typer.Option("--json")] = False,
+    entry: Annotated[str, typer.Option("--entry")] = "",
+    timeout: Annotated[str, typer.Option("--timeout")] = "",
+) -> None:
+    if group:
+        raise CliError(f"no collector for group {group!r} on any of 1 hosts", code=1)
+    print(json.dumps({"groups": [], "errors": []}))
+    raise typer.Exit(1)
+"""
+
+
+def test_placement_and_groups_read_the_jobs_views_when_they_exist(
+    host: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The jobs commands are the contract (cli.md section 4): a stand-in `jobs` group shows
+    that the doctor runs them with the placement options and reads their JSON."""
+    import paglets.cli.doctor as doctor_cli
+    import paglets.cli.main as cli_main
+
+    (tmp_path / "fake_jobs_cli.py").write_text(FAKE_JOBS)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(doctor_cli, "JOBS_MODULE", "fake_jobs_cli")
+    monkeypatch.setitem(cli_main._GROUPS, "jobs", "fake_jobs_cli")
+
+    code = run(["doctor", "--entry", host.address, "--cores", "4"])
+    out, _ = capsys.readouterr()
+    blocks = lines_of(out)
+    assert code == 0, out
+    assert blocks["placement"] == ["PASS placement: 1 candidate host(s) for --cores 4: alpha"]
+    assert blocks["groups"] == ["PASS groups: the groups view answers (0 group(s))"]
+    assert blocks["collector"][0].startswith("PASS collector: no host tagged collector")
+
+    code = run(["doctor", "--entry", host.address, "--cores", "16", "--group", "g-1"])
+    out, err = capsys.readouterr()
+    blocks = lines_of(out)
+    assert code == 1
+    assert blocks["placement"][:2] == [
+        "FAIL placement: no candidate host for --cores 16",
+        "- alpha: has 8 cores",
+    ]
+    assert blocks["groups"][0] == (
+        "FAIL groups: group 'g-1' is not visible from the mesh: "
+        "no collector for group 'g-1' on any of 1 hosts"
+    )
+    assert "2 of 9 checks failed: placement, groups" in err
+
+
+def test_host_limits_the_check_to_the_hosts_named(
+    host: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = run(["doctor", "--entry", host.address, "--host", "http://127.0.0.1:9"])
+    out, _ = capsys.readouterr()
+    assert code == 1
+    hosts = lines_of(out)["hosts"]
+    assert hosts[0] == "FAIL hosts: 1 of 2 host(s) not running or not reachable: http://127.0.0.1:9"
+    assert hosts[1].startswith("- http://127.0.0.1:9 is no member of the mesh and does not answer")
+    assert hosts[2].startswith("fix: start a host at http://127.0.0.1:9: paglets host --name NAME")
+
+    code = run(["doctor", "--entry", host.address, "--host", "nosuch"])
+    _, err = capsys.readouterr()
+    assert code == 2 and "no host named 'nosuch'" in err

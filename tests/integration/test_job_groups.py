@@ -8,8 +8,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from support.group_models_fixtures import FakeGroupJob, FakeGroupJobState
-from support.waiting import wait_until
 
 from paglets import Host, Message
 from paglets.system.compute_slots.collector import ResultCollectorPaglet
@@ -17,6 +15,19 @@ from paglets.system.compute_slots.groups import (
     WARNING_COLLECTOR_ON_SUBMITTER,
     submit_compute_job_group,
 )
+from support.group_models_fixtures import FakeGroupJob, FakeGroupJobState
+from support.waiting import wait_until
+
+
+@pytest.fixture
+def make_host(make_host: Callable[..., Host]) -> Callable[..., Host]:
+    """These hosts run the built-in system services (tests/conftest.py leaves them off)."""
+
+    def factory(name: str = "alpha", **kwargs: object) -> Host:
+        kwargs.setdefault("system_services", True)
+        return make_host(name, **kwargs)
+
+    return factory
 
 
 def summary(sub: Any) -> dict[str, Any]:
@@ -121,3 +132,34 @@ def test_classes_from_main_are_refused(host: Host) -> None:
     with pytest.raises(SerializationError, match="__main__"):
         submit_compute_job_group(host, local, [FakeGroupJobState()])
     assert not any(ResultCollectorPaglet.__name__ in a["class_name"] for a in host.list_agents())
+
+
+def test_deadline_times_out_pending_members(host: Host) -> None:
+    states = [FakeGroupJobState(value=i) for i in range(3)]
+    sub = submit_compute_job_group(
+        host, FakeGroupJob, states, group_id="grp-t-4", deadline_seconds=1.0
+    )
+    first = sub.jobs["grp-t-4-0001"]
+    assert first.send(Message("report"))["status"] == "accepted"
+    wait_until(lambda: summary(sub)["status"] == "COMPLETE", timeout=20)
+    done = summary(sub)
+    assert (done["done"], done["timed_out"]) == (1, 2)
+    assert done["deadline_at"] > 0
+    # A late report of a timed-out member is still the first report for its key.
+    late = sub.jobs["grp-t-4-0002"].send(Message("report"))
+    assert late["status"] == "accepted"
+    assert sub.collector.send(Message("artifacts"))["artifacts"] == []
+
+
+def test_a_settled_collector_wakes_for_a_retry(host: Host) -> None:
+    sub = submit_compute_job_group(host, FakeGroupJob, [FakeGroupJobState()], group_id="grp-t-5")
+    key = "grp-t-5-0001"
+    failure = {"job_key": key, "report_id": "f", "error": "E", "kind": "exception"}
+    sub.collector.send(Message("job_failure", failure))
+    wait_until(lambda: summary(sub)["status"] == "COMPLETE")
+    events = lambda: [e for e in host.list_events(limit=1000) if e.kind == "compute-group.done"]  # noqa: E731
+    wait_until(lambda: len(events()) == 1)
+    (row,) = sub.collector.send(Message("retry_failed", {}))["recreated"]
+    assert summary(sub)["status"] == "ACTIVE"
+    assert host.proxy(row["agent_id"]).send(Message("report"))["status"] == "accepted"
+    wait_until(lambda: summary(sub)["status"] == "COMPLETE" and len(events()) == 2)

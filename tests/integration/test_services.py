@@ -72,7 +72,7 @@ def test_advertise_lookup_and_call(host: Host) -> None:
     assert record.host_name == host.name and record.scope is ServiceScope.LOCAL
     assert host.lookup_service("echo", capability="count") == record
     assert host.lookup_service("echo", capability="nope") is None
-    assert host.lookup_services() == [record]
+    assert host.lookup_services("echo") == [record]
     handle = host.require_contract(ECHO_CONTRACT, operation="echo")
     assert handle.call(ECHO, EchoRequest("hi")) == EchoReply(
         "> hi", host.name, handle.call(ECHO).pid
@@ -142,7 +142,7 @@ def test_unadvertise_and_bad_advertisements(host: Host) -> None:
         other.agent_id
     ]
     assert proxy.send(Message("unadvertise")) == 1
-    assert host.lookup_services() == []
+    assert host.lookup_services("echo") == []
     with pytest.raises(InvalidAgentError, match="not live"):
         host.advertise_service("nobody", "echo")
     with pytest.raises(HostError, match="reserved"):
@@ -338,7 +338,7 @@ greeting = "hello"
 """,
     )
     host = make_host("alpha", launch_config=config, mesh=False)
-    (record,) = host.lookup_services()
+    (record,) = host.lookup_services("echo")
     assert (record.agent_id, record.scope) == ("tuned", ServiceScope.MESH)
     assert host.require_contract(ECHO_CONTRACT).call(ECHO, EchoRequest("x")).text == "T:x"
     assert host.create(Caller).send(Message("settings")) == {"greeting": "hello"}
@@ -443,7 +443,8 @@ def test_the_service_routes(host: Host) -> None:
         released = client.post_json(f"{url}/services/leases/{lease['lease_id']}/release")
         assert released == {"released": True}
         status = client.get_json(f"{url}/services/resident")["services"]
-        assert status[0]["agent_id"] == "svc.lazy" and status[0]["live"] is True
+        (lazy,) = [s for s in status if s["agent_id"] == "svc.lazy"]
+        assert lazy["live"] is True
         removed = client.post_json(
             f"{url}/agents/{proxy.agent_id}/unadvertise-service", {"name": "echo"}
         )

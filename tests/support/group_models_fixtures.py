@@ -50,3 +50,40 @@ class FakeGroupJob(Paglet[FakeGroupJobState]):
                 )
             )
         return self.not_handled()
+
+
+# -- collecting compute jobs (need the compute runtime) ------------------------------------
+
+from paglets.system.compute_slots import (  # noqa: E402
+    CollectingComputeJobPaglet,
+    CollectingComputeJobState,
+)
+
+
+@dataclass
+class GatedJobState(CollectingComputeJobState):
+    """`gate`: a file the job waits for (the test opens it); `fail`: raise at the end."""
+
+    gate: str = ""
+    fail: bool = False
+    label: str = ""
+
+
+class GatedJob(CollectingComputeJobPaglet):
+    """Writes an output, stages it, waits for the gate file, then returns or raises."""
+
+    State = GatedJobState
+
+    def run_compute_job(self) -> None:
+        import time
+        from pathlib import Path
+
+        st = self.state
+        out = self.context.work_dir() / f"{st.label or 'out'}.txt"
+        out.write_text(f"output of {st.label}\n")
+        self.report_compute_artifact(out, result={"label": st.label}, move=True)
+        deadline = time.monotonic() + 60
+        while st.gate and not Path(st.gate).exists() and time.monotonic() < deadline:
+            time.sleep(0.02)  # the job's own work: waiting for the test's signal
+        if st.fail:
+            raise ValueError(f"bundle {st.label} is broken")

@@ -654,18 +654,18 @@ def test_main_is_never_importable() -> None:
 def test_import_failure_names_everything() -> None:
     with pytest.raises(ClassImportError) as info:
         import_class(
-            "ds_dia.compute.paglets:DsDiaBundleJobPaglet",
+            "lab_app.compute.paglets:BundleJob",
             host_name="linux-a",
             code_version="ds-dia-0.4.2",
         )
     error = info.value
     assert str(error) == (
-        "cannot import ds_dia.compute.paglets:DsDiaBundleJobPaglet on host 'linux-a' "
-        "(code version ds-dia-0.4.2): ModuleNotFoundError: No module named 'ds_dia'"
+        "cannot import lab_app.compute.paglets:BundleJob on host 'linux-a' "
+        "(code version ds-dia-0.4.2): ModuleNotFoundError: No module named 'lab_app'"
     )
-    assert error.class_name == "ds_dia.compute.paglets:DsDiaBundleJobPaglet"
-    assert error.module == "ds_dia.compute.paglets"
-    assert error.import_error == "ModuleNotFoundError: No module named 'ds_dia'"
+    assert error.class_name == "lab_app.compute.paglets:BundleJob"
+    assert error.module == "lab_app.compute.paglets"
+    assert error.import_error == "ModuleNotFoundError: No module named 'lab_app'"
     assert error.host_name == "linux-a"
     assert error.code_version == "ds-dia-0.4.2"
     assert error.code == "import-failed"

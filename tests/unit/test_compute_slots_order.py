@@ -268,3 +268,19 @@ def test_token_bucket_refills_to_its_burst() -> None:
     assert bucket.next_token_at(0.0) == pytest.approx(0.5)
     assert bucket.take(0.5) and not bucket.take(0.5)
     assert bucket.available(100.0) == 3.0
+
+
+def test_a_second_reservation_waits_for_the_first_reserved_job(sim: Any) -> None:
+    s = sim(reservation_depth=2)
+    s.submit(req(0, cores=3, est=100), 100)
+    s.submit(req(1, cores=4, est=100), 100)  # reserved from +100 to +200
+    s.submit(req(2, cores=4, est=100), 100)  # reserved from +200
+    status = s.s.status()
+    assert [q.first_reason for q in status.queue] == ["cpu", "cpu"]
+    outcome = s.s.last_outcome(s.clock.t)
+    assert [(r.request_id, r.t_res - s.clock.t) for r in outcome.reservations] == [
+        ("r1", 100.0),
+        ("r2", 200.0),
+    ]
+    assert s.s.request_slot(req(3, cores=1, est=150)).decision == "sleep"  # delays r1
+    assert s.s.request_slot(req(4, cores=1, est=50)).decision == "run_now"

@@ -185,41 +185,39 @@ def test_tags_expected_missing_and_none_at_all() -> None:
 
 
 def test_placement_and_groups_from_the_jobs_views() -> None:
+    """The documents of `paglets jobs hosts --json` and `jobs groups --group G --json`."""
+    rejected = {
+        "host": "beta",
+        "reasons": [{"code": "cores", "message": "needs 64 cores, has 8"}],
+    }
+    group = {
+        "group_id": "g1",
+        "status": "ACTIVE",
+        "collector_host_name": "beta",
+        "home_host_name": "alpha",
+        "return_home_when_complete": True,
+    }
     jobs = {
-        "hosts": JobsView(
-            1,
-            {
-                "candidates": [],
-                "rejections": [{"host": "beta", "reasons": ["needs 64 cores, has 8"]}],
-            },
-        ),
-        "groups": JobsView(
-            0,
-            {
-                "groups": [
-                    {
-                        "group_id": "g1",
-                        "status": "ACTIVE",
-                        "collector_host": "beta",
-                        "home": "alpha",
-                    }
-                ]
-            },
-        ),
+        "hosts": JobsView(1, {"candidates": [], "rejected": [rejected], "selected": None}),
+        "groups": JobsView(0, group),
     }
     s = survey(host("beta"), jobs=jobs, needs=("--cores", "64"), group="g1")
     placement = check_placement(s)
     assert placement.status == FAIL and placement.detail == "no candidate host for --cores 64"
     assert placement.notes == ("beta: needs 64 cores, has 8",)
-    ok = check_placement(
-        dataclasses.replace(s, jobs={"hosts": JobsView(0, {"candidates": [{"host": "beta"}]})})
-    )
+    fits = {"candidates": [{"host_id": "b1", "host_name": "beta"}], "rejected": []}
+    ok = check_placement(dataclasses.replace(s, jobs={"hosts": JobsView(0, fits)}))
     assert (ok.status, ok.detail) == (PASS, "1 candidate host(s) for --cores 64: beta")
     assert check_groups(s).detail == "group g1: ACTIVE, collector on beta, home alpha"
     lost = check_groups(
-        dataclasses.replace(s, jobs={"groups": JobsView(1, {"groups": []}, "no group g1")})
+        dataclasses.replace(s, jobs={"groups": JobsView(1, None, "no collector for group 'g1'")})
     )
     assert lost.status == FAIL and "'g1' is not visible" in lost.detail
+    everything = {"groups": [group], "errors": [{"host": "http://c:8765", "error": "timed out"}]}
+    listed = check_groups(
+        dataclasses.replace(s, group=None, jobs={"groups": JobsView(1, everything)})
+    )
+    assert listed.status == PASS and listed.notes == ("no answer from http://c:8765: timed out",)
     broken = check_placement(dataclasses.replace(s, jobs={"hosts": JobsView(2, None, "bad --mem")}))
     assert broken.status == FAIL and "could not run: bad --mem" in broken.detail
 
@@ -247,7 +245,7 @@ def test_a_laptop_collector_without_return_home_warns() -> None:
     assert check_collector(with_collector).detail == "collectors go to beta"
     group = {
         "groups": JobsView(
-            0, {"groups": [{"group_id": "g", "collector_host": "alpha", "return_home": False}]}
+            0, {"group_id": "g", "collector_host_name": "alpha", "return_home_when_complete": False}
         )
     }
     assert check_collector(survey(alpha=laptop, jobs=group, group="g")).status == WARN

@@ -448,7 +448,10 @@ def _run_jobs_view(argv: list[str]) -> JobsView:
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = run(argv)
+        try:
+            code = run(argv)
+        except SystemExit as exc:  # a command that exits on its own
+            code = exc.code if isinstance(exc.code, int) else EXIT_FAILED
     try:
         doc = json.loads(out.getvalue()) if out.getvalue().strip() else None
     except ValueError:

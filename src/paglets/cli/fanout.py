@@ -101,10 +101,10 @@ def call_service(
     return operation.decode_reply(answer)
 
 
-def _member_status(member: dict[str, Any]) -> str:
-    if member.get("incompatible_reason"):
-        return "incompatible"
-    return str(member.get("status") or "-")
+def _usable(member: dict[str, Any]) -> bool:
+    """Alive and compatible (a `HostRef` of `GET /hosts`: `error` names an incompatibility
+    or a suspicion)."""
+    return bool(member.get("online", True)) and not member.get("error") and bool(member.get("url"))
 
 
 def fanout_targets(session: Session, hosts: Sequence[str] | None) -> list[Target]:
@@ -112,18 +112,12 @@ def fanout_targets(session: Session, hosts: Sequence[str] | None) -> list[Target
     compatible member of the entry's view (the entry first). An unknown name is exit 2
     listing the known ones; a named member that is not alive is still asked (and then
     reported as failed), so the user sees why."""
-    answer = session.call(lambda: session.client.get_json(f"{session.entry}/mesh/members"))
-    members = [m for m in (answer or {}).get("members") or () if isinstance(m, dict)]
-    members.sort(key=lambda m: (not m.get("self"), str(m.get("name"))))
+    members = session.members()  # GET /hosts: the entry first, also without a mesh
     if not hosts:
         out = [
-            Target(str(m.get("name")), str(m.get("url")).rstrip("/"))
-            for m in members
-            if _member_status(m) == "alive" and m.get("url")
+            Target(str(m.get("name")), str(m.get("url")).rstrip("/")) for m in members if _usable(m)
         ]
-        if not out:  # no membership (mesh off): the entry alone
-            out = [Target(session.entry, session.entry)]
-        return out
+        return out or [Target(session.entry, session.entry)]
     by_name = {str(m.get("name")): m for m in members}
     by_url = {str(m.get("url") or "").rstrip("/").lower(): m for m in members}
     out = []

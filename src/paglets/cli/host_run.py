@@ -152,8 +152,6 @@ def _unavailable(o: HostOptions) -> list[tuple[str, str | None]]:
     soon = []
     if o.public_url is not None and urlsplit(o.public_url).path not in ("", "/"):
         soon.append(("--public-url with a path prefix", "publish a URL without a path"))
-    if o.echo_user_info is not None:
-        soon.append(("--echo-user-info/--no-echo-user-info", None))
     return soon
 
 
@@ -464,6 +462,7 @@ def run_host(o: HostOptions) -> int:
                 o.launch_config, sync=o.sync_launch_config is not False, assume_yes=o.yes
             )
             host = Host(plan.name, launch_config=launch.path, **_host_kwargs(o, plan))
+            host.echo_user_info = o.echo_user_info is not False  # read by user-info (on)
         except HostError as exc:
             raise CliError(str(exc)) from None
         except OSError as exc:

@@ -517,6 +517,12 @@ class PagletContext(ContextServiceHelpers):
     def work_dir(self, *, create: bool = True) -> Path:
         return self._host.work_dir_for(self._own_id(), create=create)
 
+    def file_roots(self) -> list[Path] | None:
+        """Where this host lets paglets register or read files (`--file-root`, besides
+        their own dirs); None: anywhere (an in-process host without `file_roots=`)."""
+        roots = self._host.files.file_roots
+        return None if roots is None else list(roots)
+
     def persistent_storage(self, *, quota_bytes: int | None = None) -> ManagedStorage:
         return self._host.persistent_storage_for(self._own_id(), quota_bytes=quota_bytes)
 

@@ -182,6 +182,18 @@ class HostClient(LifecycleCalls, HostQueries):
     def has_key(self) -> bool:
         return self._api_key is not None
 
+    def push_mesh_frame(self, url: str, data: bytes) -> bool:
+        """Hand a membership frame to the host at `url` over its peer socket, unanswered;
+        False when there is no socket to it (the caller then POSTs it)."""
+        conn = self._sockets.get(url)
+        if conn is None:
+            return False
+        try:
+            conn.push({"t": "mesh", "data": data})
+        except SocketLost:
+            return False
+        return True
+
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every pipelined one-way message (`wait=False`) is acknowledged by its
         host or reported as failed; False if some still wait after `timeout` seconds."""

@@ -356,7 +356,11 @@ class MemberTable:
             old.draining,
             sender.spec_version,
         )
-        return self._set(member, ALIVE, sender.incarnation, record, now)
+        change = self._set(member, ALIVE, sender.incarnation, record, now)
+        # The frame's `from` carries no tags, properties or flags: the record gossiped at
+        # this incarnation (which may change them) must still be taken in.
+        member.partial = True
+        return change
 
     def remove(self, host_id: str) -> Member | None:
         member = self.members.pop(host_id, None)

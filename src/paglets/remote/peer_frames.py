@@ -22,6 +22,7 @@ __all__ = [
     "PROTOCOL",
     "Acks",
     "Fault",
+    "MeshFrame",
     "Post",
     "Reply",
     "Send",
@@ -68,6 +69,14 @@ class Post(msgspec.Struct, tag_field="t", tag="post", omit_defaults=True):
     durable: bool = False
 
 
+class MeshFrame(msgspec.Struct, tag_field="t", tag="mesh"):
+    """A membership frame (`paglets.remote.mesh_wire`) for the host's mesh node: no reply,
+    no acknowledgement (SWIM tolerates loss), and none of an HTTP exchange's ~300 bytes of
+    heads either way (targets h1)."""
+
+    data: bytes
+
+
 # -- host -> client ---------------------------------------------------------------------
 
 
@@ -108,7 +117,7 @@ class Fault(msgspec.Struct, tag_field="t", tag="fault"):
     error: dict[str, Any]
 
 
-_client_decoder = msgspec.msgpack.Decoder(Send | Post, ext_hook=_reject_ext)
+_client_decoder = msgspec.msgpack.Decoder(Send | Post | MeshFrame, ext_hook=_reject_ext)
 _host_decoder = msgspec.msgpack.Decoder(Reply | Acks | Welcome | Fault)
 
 decode_client_frame = _client_decoder.decode

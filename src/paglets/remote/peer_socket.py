@@ -269,6 +269,20 @@ class PeerSocket:
             raise SocketLost(f"writing failed ({exc})", written=False, boot=self.boot) from None
         return self._wait(rid, call, time.monotonic() + wait)
 
+    def push(self, frame: dict[str, Any]) -> None:
+        """Write a frame that gets no answer at all (a mesh frame). Raises
+        `SocketLost(written=False)` if it could not be written."""
+        self._refresh()
+        data = encode(frame)
+        with self._lock:
+            if self._broken is not None or self._closing:
+                raise SocketLost("the connection is closed", written=False, boot=self.boot)
+        try:
+            self._write(data)
+        except OSError as exc:
+            self._break(exc)
+            raise SocketLost(f"writing failed ({exc})", written=False, boot=self.boot) from None
+
     def post(self, frame: dict[str, Any], pending: PendingPost) -> None:
         """Write a `post` frame (its `id` is set here) and return; the acknowledgement is
         collected later. Raises `SocketLost(written=False)` if it could not be written."""

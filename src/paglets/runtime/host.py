@@ -152,6 +152,7 @@ class Host(HostServiceMethods):
         transfer_log_retention: float = DEFAULT_RETENTION,
         artifact_owner_cleanup: str = "delete",
         file_roots: list[str | Path] | None = None,
+        system_services: bool = True,
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise HostError("a host needs a name, e.g. Host('alpha')")
@@ -219,6 +220,9 @@ class Host(HostServiceMethods):
         )
         self.default_timeout = default_timeout
         self.max_connections = max_connections  # beyond it: 503 + Retry-After (http_api.py)
+        # The built-in system services (jobs.md §6); False: none (an embedded host that
+        # wants no scheduler, or a test counting its own paglets).
+        self.system_services = system_services
         self.artifact_owner_cleanup = artifact_owner_cleanup  # jobs.md §5
         self.ui_enabled = ui  # the dashboard at /ui (http_ui.py)
         self.metrics_enabled = metrics  # GET /metrics (metrics.py)

@@ -1,7 +1,8 @@
 """The host's side of mesh membership: frames over HTTP, and the `SwimNode` built from the host.
 
-`MeshTransport.send` encodes a frame and POSTs it to the peer's `/mesh/frame` on the host's
-worker pool, fire-and-forget: SWIM tolerates lost frames, and the event loop (where the node
+`MeshTransport.send` encodes a frame and writes it to the peer's socket (`/peer/ws`, a `mesh`
+frame; a POST to its `/mesh/frame` where there is no socket) on the host's worker pool,
+fire-and-forget: SWIM tolerates lost frames, and the event loop (where the node
 lives) must never wait on the network. A refused connection is reported to the node at once
 (`on_unreachable`), so a killed host goes indirect without waiting out the probe timeout.
 
@@ -53,6 +54,8 @@ class MeshTransport:
     def _post(self, to: str, data: bytes) -> None:
         url = to.rstrip("/") + FRAME_PATH
         try:
+            if self.host.peer_client.push_mesh_frame(to, data):
+                return
             self.host.peer_client.request(
                 "POST", url, body=data, content_type=FRAME_TYPE, timeout=SEND_TIMEOUT
             )

@@ -27,6 +27,7 @@ frame with the first outcome instead of running it again (network.md §1.6, targ
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -45,7 +46,8 @@ from paglets.core.errors import (
     http_status_for,
 )
 from paglets.core.messages import RESERVED_KINDS, Message
-from paglets.remote.peer_frames import Post, Send, decode_client_frame
+from paglets.remote.mesh_wire import decode_frame
+from paglets.remote.peer_frames import MeshFrame, Post, Send, decode_client_frame
 from paglets.runtime.http_wire import _CODE_STATUS, _code_of, _timeout_outcome
 
 if TYPE_CHECKING:
@@ -227,9 +229,14 @@ class PeerSession:
         frames: list[Send | Post] = []
         for data in batch:
             try:
-                frames.append(decode_client_frame(data))
+                frame = decode_client_frame(data)
             except (msgspec.ValidationError, msgspec.DecodeError) as exc:
                 self._bad_frame(data, exc)
+                continue
+            if type(frame) is MeshFrame:
+                self._mesh(frame.data)
+            else:
+                frames.append(frame)
         direct: list[Send] = []
         with self.lock:
             lane = self.lane
@@ -259,6 +266,20 @@ class PeerSession:
                 self._send(last)
         if drain:
             self._drain_lane()
+
+    def _mesh(self, data: bytes) -> None:
+        """A membership frame: to the mesh node, on the loop where it lives (as POST
+        /mesh/frame would); one that does not decode is dropped, as a lost frame."""
+        host = self.host
+        node, loop = host.mesh, host._loop
+        if node is None or loop is None:
+            return
+        try:
+            frame = decode_frame(data)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            return
+        with contextlib.suppress(RuntimeError):  # the loop is closed: the host stops
+            loop.call_soon_threadsafe(node.on_frame, frame)
 
     def _bad_frame(self, data: bytes, exc: Exception) -> None:
         text = str(exc).replace("`", "")

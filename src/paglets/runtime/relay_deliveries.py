@@ -6,9 +6,10 @@ request itself (`keyed`: an `Idempotency-Key`, a transfer phase, a message id), 
 kept 10 minutes under that id: a redelivery gets its answer, or joins it while it runs.
 
 `serve` is synchronous on purpose: the link handles frames in the order they arrive without
-yielding, so a `cancel` read right after its `req` (a node that was paused while the hub gave
-up) finds the run not started and stops it before it ever runs. A run that has started
-finishes: its answer is kept, and only the wait for it is cancelled.
+yielding, and a run waits a few loop turns before it starts, so a `cancel` that arrives with
+its `req` or just behind it (a node that was paused while the hub gave up: the hub writes the
+`cancel` before it answers 504) finds the run not started and stops it before it ever runs.
+A run that has started finishes: its answer is kept, and only the wait for it is cancelled.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = ["KEEP_SECONDS", "Deliveries", "DeliveryStore", "Run"]
 
 KEEP_SECONDS = 600.0
+START_YIELDS = 4  # loop turns a run waits before it starts (see `_execute`)
 
 Answer = tuple[int, list[tuple[str, str]], Any]
 
@@ -100,6 +102,10 @@ class Deliveries:
         self.serving[req.sid] = (responder, run)
 
     async def _execute(self, run: Run, req: Req, body: Incoming | None, whole: bool) -> Answer:
+        # Let bytes already readable on the link be read first: a `cancel` that arrived
+        # just behind its `req` then stops the run before it starts.
+        for _ in range(START_YIELDS):
+            await asyncio.sleep(0)
         run.started = True
         self.executed += 1
         node = self.node

@@ -262,11 +262,11 @@ class RelayHub:
         every = min(PING_SECONDS, offline_after / 3)
         limit = offline_after * 4
         while not link.closed:
+            link.ping()  # the first one at once: the round-trip time is known from the start
             await asyncio.sleep(every)
             if time.monotonic() - link.last_frame > limit:
                 link.close(f"nothing heard for {limit:g}s")
                 return
-            link.ping()
 
     # -- requests from nodes (node → hub, when the node cannot reach a host itself) ---------
 

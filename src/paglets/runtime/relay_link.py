@@ -232,8 +232,20 @@ class RelayLink:
         await self.send(Res(sid, status, headers, chunked=True))
         await self.send_body(sid, body)
 
+    async def abandon(self, call: Call) -> None:
+        """`cancel`, with the `cancel` frame written before this returns: whatever the caller
+        answers next (a 504) cannot overtake it. The frame is in the transport at once; a
+        paused transport (a paused peer) does not hold the caller up."""
+        self._forget(call)
+        with contextlib.suppress(TimeoutError, LinkLost):
+            await asyncio.wait_for(self.send(Cancel(call.sid, call.delivery_id)), 0.1)
+
     def cancel(self, call: Call) -> None:
         """Give up an exchange this side started: forget it and tell the other side."""
+        self._forget(call)
+        self.post(Cancel(call.sid, call.delivery_id))
+
+    def _forget(self, call: Call) -> None:
         self.calls.pop(call.sid, None)
         if call.sender is not None:
             call.sender.cancel()
@@ -242,7 +254,6 @@ class RelayLink:
             window.fail(LinkLost("cancelled"))
         if call.body is not None:
             call.body.feed(LinkLost("cancelled"))
-        self.post(Cancel(call.sid, call.delivery_id))
 
     def finish(self, call: Call) -> None:
         """The answer of `call` was read to its end (or abandoned by the caller)."""

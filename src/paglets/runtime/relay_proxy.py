@@ -117,7 +117,7 @@ def proxy_handler(hub: RelayHub) -> Handler:
             )
         except TimeoutError:
             entry.timeouts += 1
-            link.cancel(call)
+            await link.abandon(call)  # the cancel goes out before the 504
             hub.host.events.emit(
                 "relay-timeout",
                 data={"name": name, "delivery_id": delivery_id, "path": path},

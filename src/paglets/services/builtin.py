@@ -14,4 +14,5 @@ BUILTIN_RESIDENT_SERVICES: tuple[tuple[str, str], ...] = (
     ("paglets.system.server_info.service:ServerInfoService", "server-info"),
     ("paglets.system.mesh_info.service:MeshInfoService", "mesh-info"),
     ("paglets.system.user_info.service:UserInfoService", "user-info"),
+    ("paglets.system.compute_slots.service:ComputeSlotsAgent", "compute-slots"),
 )

@@ -101,7 +101,8 @@ class HostServices:
 
     def _enable_configured(self) -> None:
         entries = self._entries()
-        for class_name, service in BUILTIN_RESIDENT_SERVICES:
+        builtins = BUILTIN_RESIDENT_SERVICES if self.host.system_services else ()
+        for class_name, service in builtins:
             if any(e.class_name == class_name and e.service in (None, service) for e in entries):
                 continue  # the launch config tunes (or disables) it
             try:

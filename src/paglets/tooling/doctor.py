@@ -263,8 +263,8 @@ def check_versions(survey: Survey) -> Check:
         or (h.code_version is not None and version is not None and h.code_version != version)
     ]
     if not odd:
-        where = f"{len(running) + 1} host(s)" if running else "the entry"
-        return Check("mesh-version", PASS, f"{where} run mesh version {version!r}")
+        who = f"{len(running) + 1} host(s) run" if running else "the entry runs"
+        return Check("mesh-version", PASS, f"{who} mesh version {version!r}")
     notes = []
     for h in odd:
         if h.code_version != version:
@@ -381,8 +381,8 @@ def check_code(survey: Survey, *, now: float | None = None) -> Check:
                 label = f"{dist} {result.get('version') or '?'}"
                 versions.setdefault(name, {}).setdefault(label, []).append(who)
             mtime = result.get("module_mtime")
-            changed = isinstance(mtime, int | float) and started is not None
-            if changed and mtime > started + STALE_SLACK_S:
+            known = isinstance(mtime, int | float) and started is not None
+            if known and mtime > started + STALE_SLACK_S:
                 stale.append(f"{who}: {result.get('module_file')} changed after the host started")
                 if who not in stale_hosts:
                     stale_hosts.append(who)
@@ -451,8 +451,11 @@ def check_tags(survey: Survey) -> Check:
 
 
 def _rows(doc: Any, *keys: str) -> list[Any]:
+    """The list under the first of `keys` (one group's document counts as a list of one)."""
     if isinstance(doc, list):
         return doc
+    if isinstance(doc, Mapping) and "group_id" in doc:
+        return [doc]
     if isinstance(doc, Mapping):
         for key in keys:
             value = doc.get(key)
@@ -461,14 +464,22 @@ def _rows(doc: Any, *keys: str) -> list[Any]:
     return []
 
 
-def _reason(row: Any) -> str:
+def _host_of(row: Any) -> str:
     if not isinstance(row, Mapping):
         return str(row)
-    who = row.get("host") or row.get("name") or row.get("host_name") or "?"
-    why = row.get("reasons") or row.get("reason") or row.get("why") or "rejected"
+    return str(row.get("host_name") or row.get("host") or row.get("name") or "?")
+
+
+def _reason(row: Any) -> str:
+    """One rejected host of `jobs hosts --json`: `{host, reasons: [{code, message}]}`."""
+    if not isinstance(row, Mapping):
+        return str(row)
+    why = row.get("reasons") or row.get("reason") or "rejected"
     if isinstance(why, list):
-        why = "; ".join(str(w) for w in why)
-    return f"{who}: {why}"
+        why = "; ".join(
+            str(w.get("message") or w) if isinstance(w, Mapping) else str(w) for w in why
+        )
+    return f"{_host_of(row)}: {why}"
 
 
 def check_placement(survey: Survey) -> Check:
@@ -487,9 +498,9 @@ def check_placement(survey: Survey) -> Check:
             f"`{command}` could not run: {view.error}",
             fix=f"run `{command}` for the details",
         )
-    candidates = _rows(view.doc, "candidates", "hosts")
-    rejected = [_reason(r) for r in _rows(view.doc, "rejections", "rejected")]
-    if view.code != 0 or not candidates:
+    candidates = _rows(view.doc, "candidates")
+    rejected = [_reason(r) for r in _rows(view.doc, "rejected", "rejections")]
+    if view.code != 0:  # cli.md section 4: `jobs hosts` exits 1 when no host fits
         return Check(
             "placement",
             FAIL,
@@ -497,14 +508,12 @@ def check_placement(survey: Survey) -> Check:
             fix="lower the needs, or start or free a host that fits (each rejection above)",
             notes=tuple(rejected),
         )
-    names = [
-        str(c.get("host") or c.get("name") or "?") if isinstance(c, Mapping) else str(c)
-        for c in candidates
-    ]
+    names = [_host_of(c) for c in candidates]
+    found = f"{len(names)} candidate host(s)" if names else "candidate hosts"
     return Check(
         "placement",
         PASS,
-        f"{len(names)} candidate host(s) for {needs}: {', '.join(names)}",
+        f"{found} for {needs}" + (f": {', '.join(names)}" if names else ""),
         notes=tuple(rejected),
     )
 
@@ -523,7 +532,17 @@ def check_groups(survey: Survey) -> Check:
         )
     groups = _rows(view.doc, "groups")
     if survey.group is None:
-        return Check("groups", PASS, f"the groups view answers ({len(groups)} group(s))")
+        silent = view.doc.get("errors") if isinstance(view.doc, Mapping) else None
+        return Check(
+            "groups",
+            PASS,
+            f"the groups view answers ({len(groups)} group(s))",
+            notes=tuple(
+                f"no answer from {e.get('host')}: {e.get('error')}"
+                for e in silent or ()
+                if isinstance(e, Mapping)
+            ),
+        )
     found = next(
         (g for g in groups if isinstance(g, Mapping) and g.get("group_id") == survey.group),
         groups[0] if len(groups) == 1 else None,
@@ -538,8 +557,8 @@ def check_groups(survey: Survey) -> Check:
             "its collector is alive",
         )
     status = found.get("status") or "?"
-    collector = found.get("collector_host") or found.get("collector_host_name") or "?"
-    home = found.get("home") or found.get("home_host") or "?"
+    collector = found.get("collector_host_name") or found.get("collector_host") or "?"
+    home = found.get("home_host_name") or found.get("home") or "?"
     return Check(
         "groups",
         PASS,
@@ -622,9 +641,9 @@ def check_collector(survey: Survey) -> Check:
                 survey.group
             ):
                 continue
-            where = str(group.get("collector_host") or group.get("collector_host_name") or "")
+            where = str(group.get("collector_host_name") or group.get("collector_host") or "")
             host = by_name.get(where)
-            returns = bool(group.get("return_home") or group.get("return_home_when_complete"))
+            returns = bool(group.get("return_home_when_complete") or group.get("return_home"))
             if host is not None and "laptop" in host.tags and not returns:
                 return _laptop_warning(host, f"group {survey.group}'s collector")
             return Check("collector", PASS, f"group {survey.group}'s collector on {where or '?'}")

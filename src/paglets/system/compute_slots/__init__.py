@@ -28,7 +28,13 @@ from .catalog import (
     ListJobsRequest,
     RejectedHost,
 )
+
+# Job groups: the collecting job, the collector and the submission (jobs.md §4).
+from .collecting import CollectingComputeJobPaglet, CollectingComputeJobState
+from .collector import ResultCollectorPaglet, ResultCollectorState
 from .config import SchedulerConfig
+from .group_models import ComputeJobGroupSubmission, GroupMember
+from .groups import HostAtUrl, submit_compute_job_group
 from .hooks import SchedulerHooks, TickReport
 from .inputs import (
     GpuSpec,
@@ -38,6 +44,11 @@ from .inputs import (
     capacity_from_spec,
     load_from_sample,
 )
+
+# The job runtime: the service agent and the job classes (jobs.md §3, §6).
+from .job import ComputeJobPaglet
+from .job_process import ComputeJobCancelled
+from .job_state import ComputeJobState
 from .models import (
     CANCEL_SLOT_REQUESTS,
     CANDIDATE_HOSTS,
@@ -86,9 +97,30 @@ from .models import (
 )
 from .redirects import PeerView, RedirectOrder, RedirectPlan
 from .scheduler import ComputeSlotsScheduler
+from .service import (
+    COMPUTE_SLOTS_AGENT_ID,
+    COMPUTE_SLOTS_CONTRACT,
+    ComputeSlotsAgent,
+    ComputeSlotsState,
+)
 from .usage import ProcessTreeSampler, UsageMonitor
 
 __all__ = [
+    "CollectingComputeJobPaglet",
+    "CollectingComputeJobState",
+    "ComputeJobGroupSubmission",
+    "GroupMember",
+    "HostAtUrl",
+    "ResultCollectorPaglet",
+    "ResultCollectorState",
+    "submit_compute_job_group",
+    "COMPUTE_SLOTS_AGENT_ID",
+    "COMPUTE_SLOTS_CONTRACT",
+    "ComputeJobCancelled",
+    "ComputeJobPaglet",
+    "ComputeJobState",
+    "ComputeSlotsAgent",
+    "ComputeSlotsState",
     "CANCEL_SLOT_REQUESTS",
     "CANDIDATE_HOSTS",
     "COMPUTE_SLOTS",

@@ -51,12 +51,15 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+_loop_lock = threading.Lock()
 
 COMPUTE_CANCEL_MESSAGE = "compute_cancel"
 GROUP_DONE_TITLE = "compute-group.done"
 CANCEL_SETTLE_SECONDS = 300.0  # after a cancel, the group is CANCELLED at the latest then
 CANCEL_RESEND_SECONDS = 10.0
 TICK_SECONDS = 0.5
+POLL_EVERY_SECONDS = 60.0
+SILENT_SECONDS = 15 * 60.0
 
 
 @dataclass
@@ -101,6 +104,8 @@ class ResultCollectorPaglet(Paglet[ResultCollectorState]):
     CHECKPOINT: ClassVar[str] = "always"
 
     _wake: threading.Event | None = None
+    _loop_thread: threading.Thread | None = None
+    _next_poll_at: float = 0.0
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -115,18 +120,83 @@ class ResultCollectorPaglet(Paglet[ResultCollectorState]):
                 f"ResultCollectorState.artifact_policy must be 'push' or 'keep', "
                 f"got {state.artifact_policy!r}"
             )
+        self._index()
 
     def on_arrival(self, event: MobilityEvent) -> None:
+        self._index()
         self._poke()
 
     def on_activation(self, event: PersistencyEvent) -> None:
         self._poke()
 
+    def on_dispatching(self, event: MobilityEvent) -> None:
+        from paglets.system.compute_slots.job_index import delete_row
+
+        with contextlib.suppress(Exception):
+            delete_row(host_of(self), self.agent_id)
+
+    def on_disposing(self, event: PersistencyEvent) -> None:
+        from paglets.system.compute_slots.job_index import delete_row
+
+        with contextlib.suppress(Exception):
+            delete_row(host_of(self), self.agent_id)
+
+    def _index(self) -> None:
+        """The collector's `job_index` row (what `jobs ps` lists), at each status change."""
+        from paglets.serialization.names import qualified_name
+        from paglets.system.compute_slots.catalog import JobIndexRow
+        from paglets.system.compute_slots.job_index import put_row
+
+        host = host_of(self)
+        state = self.state
+        with contextlib.suppress(Exception):
+            put_row(
+                host,
+                JobIndexRow(
+                    job_id=f"collector-{state.group_id}",
+                    agent_id=self.agent_id,
+                    kind="collector",
+                    agent_class=qualified_name(type(self)),
+                    host_id=host.host_id,
+                    host_name=host.name,
+                    compute_status=state.status,
+                    status=state.status,
+                    group_id=state.group_id,
+                    owner=state.owner,
+                    active=True,
+                    since=time.time(),
+                ),
+            )
+
     def _poke(self) -> None:
-        wake = self._wake
-        if wake is None:
-            wake = self._wake = threading.Event()
-        wake.set()
+        """Wake the background loop; start it again if it had ended (a settled group that
+        a message made active again, e.g. `retry_failed`)."""
+        with _loop_lock:
+            wake = self._wake
+            if wake is None:
+                wake = self._wake = threading.Event()
+            wake.set()
+            thread = self._loop_thread
+            restart = (
+                thread is not None
+                and not thread.is_alive()
+                and not self.departed
+                and not self._settled()
+            )
+            if restart:
+                thread = self._loop_thread = threading.Thread(
+                    target=self._loop, daemon=True, name=f"collector-{self.agent_id[-8:]}"
+                )
+                thread.start()
+
+    def _settled(self) -> bool:
+        """Nothing left for the loop: final status announced, no cancel to repeat."""
+        state = self.state
+        return (
+            state.status in (GROUP_COMPLETE, GROUP_CANCELLED)
+            and state.done_notified
+            and not state.cancel_pending
+        )
 
     # -- messages --------------------------------------------------------------------
 
@@ -232,7 +302,7 @@ class ResultCollectorPaglet(Paglet[ResultCollectorState]):
 
     def _return_home(self, args: dict[str, Any]) -> dict[str, Any]:
         with self.locked_state() as state:
-            state.next_home_check_at = 0.0
+            state.next_home_check_at = time.time()  # due now: try even without membership
         self._poke()
         return {"status": self.state.status, "at_home": self._at_home()}
 
@@ -293,6 +363,7 @@ class ResultCollectorPaglet(Paglet[ResultCollectorState]):
                     state.final_status = ""
                     state.completed_at = 0.0
                     state.done_notified = False
+            self._poke()
         return {"recreated": recreated, "errors": errors}
 
     def _artifacts(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -332,7 +403,13 @@ class ResultCollectorPaglet(Paglet[ResultCollectorState]):
         """`push` policy: bring the member's artifacts to this host, then delete the
         compute host's copies. A full store or an unreachable host leaves them in place
         (still listed, with their host)."""
+        host = host_of(self)
         for index, ref in enumerate(list(member.artifacts)):
+            if host.is_local_url(str(ref.get("host_url") or "")):
+                with self.locked_state():
+                    if ref.get("artifact_id") not in member.at_collector:
+                        member.at_collector.append(str(ref.get("artifact_id")))
+                continue
             moved = self._fetch_here(ref)
             if moved is None:
                 continue
@@ -478,10 +555,19 @@ class ResultCollectorPaglet(Paglet[ResultCollectorState]):
     # -- the background loop ---------------------------------------------------------
 
     def run(self) -> None:
+        with _loop_lock:
+            self._loop_thread = threading.current_thread()
         self._poke()
+        self._loop()
+
+    def _loop(self) -> None:
+        """Deadlines, repeated cancels, completion and the way home; ends once the group
+        is settled, so a finished collector holds no thread."""
         wake = self._wake
         assert wake is not None
         while not self.departed:
+            if self._settled():
+                return
             wake.wait(TICK_SECONDS)
             wake.clear()
             if self.departed:
@@ -497,6 +583,18 @@ class ResultCollectorPaglet(Paglet[ResultCollectorState]):
 
     def _tick(self, now: float) -> None:
         state = self.state
+        before = state.status
+        try:
+            self._tick_status(now)
+        finally:
+            if state.status != before and not self.departed:
+                self._index()
+
+    def _tick_status(self, now: float) -> None:
+        state = self.state
+        if state.status == GROUP_ACTIVE and now >= self._next_poll_at:
+            self._next_poll_at = now + POLL_EVERY_SECONDS
+            self._poll_silent(now)
         if state.status == GROUP_ACTIVE:
             self._expire(now)
             if state.cancel_pending and now >= state.next_cancel_send_at:
@@ -504,12 +602,38 @@ class ResultCollectorPaglet(Paglet[ResultCollectorState]):
             self._settle(now)
         if state.status in (GROUP_WAITING_FOR_HOME, GROUP_RETURNING_HOME):
             if self._at_home():
+                # Home: artifacts first, so COMPLETE means "everything is here".
+                if state.return_home_when_complete:
+                    self._bring_artifacts_home()
                 with self.locked_state() as s:
                     s.status = s.final_status or GROUP_COMPLETE
             else:
                 self._go_home(now)
-        if state.status in (GROUP_COMPLETE, GROUP_CANCELLED) and self._at_home():
-            self._arrived_home()
+        if state.status in (GROUP_COMPLETE, GROUP_CANCELLED) and not state.done_notified:
+            with self.locked_state() as s:
+                s.done_notified = True
+            self._notify_done()
+
+    def _poll_silent(self, now: float) -> None:
+        """Ask members silent for 15 min for their `status` through their proxies; an
+        answer counts as hearing from them (the collector's records decide `lost`)."""
+        with self.locked():
+            silent = [
+                m
+                for m in self.state.members.values()
+                if not m.terminal and m.agent_id and now - m.last_heard_at >= SILENT_SECONDS
+            ]
+        for member in silent[:100]:
+            try:
+                proxy = self.context.get_proxy(
+                    member.agent_id, member.host_url or self.state.home_host_url or None
+                )
+                reply = proxy.send(Message("status"), timeout=5.0) if proxy else None
+            except Exception:
+                continue
+            if isinstance(reply, dict):
+                with self.locked_state():
+                    apply_progress(member, {**reply, "host_url": ""}, time.time())
 
     def _expire(self, now: float) -> None:
         """Deadlines and member timeouts cancel and mark pending members `timed_out`;
@@ -578,16 +702,18 @@ class ResultCollectorPaglet(Paglet[ResultCollectorState]):
         return None
 
     def _go_home(self, now: float) -> None:
+        """Move home once membership sees it alive (read every tick: local and cheap);
+        every `home_check_seconds` the last known address is tried anyway, for a home
+        that membership has forgotten (it drops dead members after 30 min)."""
         state = self.state
-        if now < state.next_home_check_at:
-            return
         url = self._home_url_if_alive()
+        if url is None and now >= state.next_home_check_at and state.next_home_check_at:
+            url = state.home_host_url
         if url is None:
             with self.locked_state() as s:
                 s.status = GROUP_WAITING_FOR_HOME
-                # Membership is read every tick (cheap, local); the fallback is for a home
-                # that membership has forgotten.
-                s.next_home_check_at = now + min(s.home_check_seconds, 2.0)
+                if not s.next_home_check_at:
+                    s.next_home_check_at = now + s.home_check_seconds
             return
         with self.locked_state() as s:
             s.status = GROUP_RETURNING_HOME
@@ -601,19 +727,7 @@ class ResultCollectorPaglet(Paglet[ResultCollectorState]):
             with self.locked_state() as s:
                 s.status = GROUP_WAITING_FOR_HOME
                 s.last_error = f"return home: {type(exc).__name__}: {exc}"
-                s.next_home_check_at = now + min(s.home_check_seconds, 5.0)
-
-    def _arrived_home(self) -> None:
-        """At home: fetch the artifacts held on the collector's former host (up to
-        `return_home_artifact_bytes`), rewrite their refs, then announce the group done."""
-        state = self.state
-        if state.done_notified:
-            return
-        if state.return_home_when_complete:
-            self._bring_artifacts_home()
-        with self.locked_state() as s:
-            s.done_notified = True
-        self._notify_done()
+                s.next_home_check_at = now + s.home_check_seconds
 
     def _bring_artifacts_home(self) -> None:
         budget = self.state.return_home_artifact_bytes

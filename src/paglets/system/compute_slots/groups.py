@@ -28,6 +28,7 @@ from paglets.system.compute_slots.group_models import ComputeJobGroupSubmission
 __all__ = [
     "WARNING_COLLECTOR_ON_SUBMITTER",
     "ComputeJobGroupSubmission",
+    "HostAtUrl",
     "collector_agent_id",
     "job_agent_id",
     "new_group_id",
@@ -63,6 +64,15 @@ def job_agent_id(group_id: str, job_key: str) -> str:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class HostAtUrl:
+    """A running host reached over HTTP through `client` (default `HostClient.default()`,
+    which reads the mesh key from the environment). A plain URL string means the same."""
+
+    url: str
+    client: Any = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class _Member:
     name: str
     url: str
@@ -82,10 +92,12 @@ class _Submitter:
         self.host: Any = None
         self.context: Any = None
         if isinstance(context_or_host, str):
+            context_or_host = HostAtUrl(context_or_host)
+        if isinstance(context_or_host, HostAtUrl):
             from paglets.remote.client import HostClient
 
-            self.client = HostClient.default()
-            self.url = context_or_host.rstrip("/")
+            self.client = context_or_host.client or HostClient.default()
+            self.url = context_or_host.url.rstrip("/")
             health = self.client.health(self.url, timeout=10.0)
             self.name = str(health.get("name") or "")
             self.host_id = str(health.get("host_id") or "")
@@ -169,7 +181,7 @@ def submit_compute_job_group(
     """Create a collector and one job per state; return once every job is durably created.
 
     `context_or_host` is a paglet context, an in-process `Host`, or the URL of a running
-    host (through `HostClient.default()`). `job_metadata` is one dict for all jobs or one
+    host (through `HostClient.default()`; `HostAtUrl(url, client)` picks the client). `job_metadata` is one dict for all jobs or one
     per job. Calling again with the same `group_id` resumes (nothing is created twice).
     """
     states = list(job_states)
@@ -376,4 +388,3 @@ def _creation_failure(
         "stderr_tail": "",
         "cancelled": False,
     }
-

@@ -36,7 +36,7 @@ from .config import SchedulerConfig
 from .hooks import SchedulerHooks
 from .inputs import HostPolicy, capacity_from_spec, load_from_sample
 from .job_placement import local_summaries, needs_of
-from .job_process import JobHandle, JobOutcome, JobSupervisor
+from .job_process import JobHandle, JobOutcome, JobSupervisor, prune_job_logs
 from .models import (
     COMPUTE_SLOTS,
     RELEASE_REASONS,
@@ -57,6 +57,8 @@ T = TypeVar("T")
 TICK_EVERY = 1.0
 USAGE_EVERY = 5.0
 SWEEP_EVERY = 10.0
+REDIRECT_EVERY = 2.0
+LOG_PRUNE_EVERY = 600.0
 
 _runtimes: weakref.WeakKeyDictionary[Any, SlotsRuntime] = weakref.WeakKeyDictionary()
 _runtimes_lock = threading.Lock()
@@ -78,7 +80,10 @@ class SlotsRuntime:
         self.host = host
         self.lock = threading.RLock()
         monitor = host.resource_monitor
-        resources = monitor.current() or monitor.refresh()
+        resources = monitor.current()
+        if resources is None:  # before the monitor's first sample
+            monitor.refresh()
+            resources = monitor.current()
         self.config = SchedulerConfig.from_mapping(_settings(host))
         self.supervisor = JobSupervisor(self)
         self.usage = UsageMonitor()
@@ -124,7 +129,11 @@ class SlotsRuntime:
         with self.lock:
             closed = self.scheduler.recover()
         if closed:
-            _log.info("compute-slots on %s: %d running jobs ended host-restart", self.host.name, len(closed))
+            _log.info(
+                "compute-slots on %s: %d running jobs ended host-restart",
+                self.host.name,
+                len(closed),
+            )
         self.host.resource_monitor.add_load_source(self._load_source)
         self.host.add_listener(self._on_event)
         self._thread = threading.Thread(
@@ -150,7 +159,7 @@ class SlotsRuntime:
         )
 
     def _run(self) -> None:
-        next_usage = next_sweep = time.monotonic()
+        next_usage = next_sweep = next_redirect = next_prune = time.monotonic()
         while not self._stopped():
             self._wake.wait(TICK_EVERY)
             self._wake.clear()
@@ -164,6 +173,12 @@ class SlotsRuntime:
                     samples = self.usage.sample_all()
                     if samples:
                         self.call(self.scheduler.record_usage, samples)
+                if now >= next_redirect:
+                    next_redirect = now + REDIRECT_EVERY
+                    self._redirects()
+                if now >= next_prune:
+                    next_prune = now + LOG_PRUNE_EVERY
+                    prune_job_logs(self.host)
                 if now >= next_sweep:
                     next_sweep = now + SWEEP_EVERY
                     self.call(self.scheduler.reconcile, self._known)
@@ -199,6 +214,70 @@ class SlotsRuntime:
         except Exception:
             return True  # cannot tell: never drop on doubt
 
+    # -- redirects: work stealing with holds (jobs.md §2.7) --------------------------------
+
+    def _redirects(self) -> None:
+        """Plan this pass's redirects under the lock; ask the targets for holds off it."""
+        with self.lock:
+            if not self.scheduler.queued():
+                return
+        peers = [s for s in local_summaries(self.host) if not s.is_self and s.online]
+        if not peers:
+            return
+        with self.lock:
+            plans = self.scheduler.plan_redirects(peers)
+        for plan in plans:
+            try:
+                self._outbox.submit(self._ask_hold, plan)
+            except RuntimeError:
+                return
+
+    def _ask_hold(self, plan: Any) -> None:
+        import msgspec
+
+        from .models import DECISION_SLEEP, SlotDecisionReply
+        from .service import COMPUTE_SLOTS_AGENT_ID, OP_RELEASE_SLOT, OP_REQUEST_SLOT
+
+        request = msgspec.structs.replace(plan.request, hold_only=True, hold_id="")
+        url = plan.target.url
+        client = self.host.peer_client
+        try:
+            answer = client.send_message(
+                url, COMPUTE_SLOTS_AGENT_ID, OP_REQUEST_SLOT.to_message(request), timeout=5.0
+            )
+            reply = OP_REQUEST_SLOT.decode_reply(answer)
+        except Exception as exc:
+            reply = SlotDecisionReply(
+                decision=DECISION_SLEEP, request_id=request.request_id, message=str(exc)
+            )
+        with self.lock:
+            order = self.scheduler.redirect_answer(request.request_id, reply)
+        if order is None:
+            return
+        if order.release_only:
+            from .models import SlotReleaseRequest as _Release
+
+            try:
+                client.send_message(
+                    url,
+                    COMPUTE_SLOTS_AGENT_ID,
+                    OP_RELEASE_SLOT.to_message(_Release(hold_id=order.hold_id, reason="released")),
+                    timeout=5.0,
+                )
+            except Exception as exc:
+                _log.info("hold %s at %s not released: %s", order.hold_id, url, exc)
+            return
+        self._send(
+            order.request.agent_id,
+            "compute_slot_redirect",
+            {
+                "target_url": order.target_url,
+                "target_host_id": order.target_host_id,
+                "hold_id": order.hold_id,
+                "reason": order.reason,
+            },
+        )
+
     # -- jobs report ----------------------------------------------------------------------
 
     def started(self, handle: JobHandle) -> None:
@@ -210,13 +289,18 @@ class SlotsRuntime:
                 _log.warning("compute job %s started without a lease: %s", lease.job_id, exc)
         if handle.mode != "thread" and handle.pid:
             self.usage.track(
-                lease.lease_id, handle.pid, create_time=handle.create_time or None,
+                lease.lease_id,
+                handle.pid,
+                create_time=handle.create_time or None,
                 paths=[handle.directory.parent.parent],
             )
 
     def renew(self, lease_id: str) -> None:
-        with self.lock:
-            self.scheduler.renew_lease(lease_id)
+        try:
+            with self.lock:
+                self.scheduler.renew_lease(lease_id)
+        except Exception:  # never the end of the watcher: the TTL then tells
+            _log.exception("renewing lease %s failed", lease_id)
 
     def job_exited(self, handle: JobHandle, outcome: JobOutcome) -> None:
         self.usage.untrack(handle.lease.lease_id)
@@ -265,7 +349,9 @@ class SlotsRuntime:
         return None
 
     def _cancel_waiting(self, request: ComputeSlotRequest) -> None:
-        self._send(request.agent_id, "compute_cancel", {"reason": "cancelled", "from_scheduler": True})
+        self._send(
+            request.agent_id, "compute_cancel", {"reason": "cancelled", "from_scheduler": True}
+        )
 
     def _capable_peer(self, request: ComputeSlotRequest) -> PeerView | None:
         from paglets.system.placement import rank_hosts
@@ -318,9 +404,9 @@ class SlotsRuntime:
             "free_gpus": st.free_gpus,
             "running_jobs": st.running_jobs + st.starting_jobs,
             "queue_length": st.queue_length,
-            "queued_core_seconds": int(math.ceil(st.queued_core_seconds)),
+            "queued_core_seconds": math.ceil(st.queued_core_seconds),
             "next_release_seconds": (
-                int(math.ceil(st.next_release_seconds)) if st.next_release_seconds else None
+                math.ceil(st.next_release_seconds) if st.next_release_seconds else None
             ),
         }
 

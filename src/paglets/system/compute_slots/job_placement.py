@@ -9,6 +9,7 @@ instead of failing); only hard filters reject.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -46,7 +47,10 @@ def local_summaries(host: Any) -> list[HostSummary]:
     ]
     if not any(s.is_self for s in out):
         out.append(_self_summary(host))
-    return out
+    return [
+        dataclasses.replace(s, host_id=host.host_id) if s.is_self and not s.host_id else s
+        for s in out
+    ]
 
 
 def _self_summary(host: Any) -> HostSummary:

@@ -29,11 +29,10 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
-import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +42,7 @@ import psutil
 
 from paglets.core.errors import PagletError
 
+from .job_child import ComputeJobCancelled, JobContext, child_main
 from .models import SlotLease
 
 __all__ = [
@@ -52,6 +52,8 @@ __all__ = [
     "JobOutcome",
     "JobSupervisor",
     "attempt_dir",
+    "job_logs_dir",
+    "prune_job_logs",
 ]
 
 _log = logging.getLogger("paglets.compute.jobs")
@@ -59,13 +61,26 @@ _log = logging.getLogger("paglets.compute.jobs")
 RENEW_EVERY = 20.0
 POLL = 0.25
 LOG_TAIL = 4096
-THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
 
-class ComputeJobCancelled(BaseException):
-    """Raised in the job process when the host stops it (cancel, walltime, memory, a
-    host stop). A BaseException so that a job's `except Exception` does not swallow it;
-    `finally` blocks run."""
+def job_logs_dir(host: Any, job_id: str) -> Path:
+    """Where an ended attempt's logs are kept: `<persistence_dir>/logs/jobs/<job_id>/`."""
+    return Path(host.persistence_dir) / "logs" / "jobs" / job_id
+
+
+def prune_job_logs(host: Any, *, max_age: float = 7 * 86400) -> int:
+    """Delete the kept logs of jobs whose last attempt ended more than `max_age` ago."""
+    root = Path(host.persistence_dir) / "logs" / "jobs"
+    cutoff = time.time() - max_age
+    removed = 0
+    for path in root.glob("*") if root.is_dir() else ():
+        try:
+            if path.stat().st_mtime < cutoff:
+                shutil.rmtree(path, ignore_errors=True)
+                removed += 1
+        except OSError:
+            continue
+    return removed
 
 
 def attempt_dir(work_dir: Path, attempt: int) -> Path:
@@ -84,157 +99,6 @@ def stderr_tail(directory: Path) -> str:
             return f.read().decode("utf-8", "replace")
     except OSError:
         return ""
-
-
-# -- inside the job --------------------------------------------------------------------
-
-
-class JobContext:
-    """`self.context` inside `run_compute_job()` (jobs.md §3.2)."""
-
-    def __init__(
-        self,
-        *,
-        work_dir: Path,
-        job_id: str,
-        attempt: int,
-        cpu_ids: tuple[int, ...],
-        host_name: str,
-        emit: Callable[[dict[str, Any]], None],
-        state_of: Callable[[], Any],
-        cancel: threading.Event | None = None,
-    ) -> None:
-        self._work_dir = Path(work_dir)
-        self.job_id = job_id
-        self.attempt = attempt
-        self.cpu_ids = cpu_ids
-        self.name = host_name
-        self._emit = emit
-        self._state_of = state_of
-        self._cancel = cancel or threading.Event()
-
-    def work_dir(self, *, create: bool = True) -> Path:
-        if create:
-            self._work_dir.mkdir(parents=True, exist_ok=True)
-        return self._work_dir
-
-    def report_progress(self, fraction: float, text: str = "") -> None:
-        """Progress for `jobs ps` and the collector (best effort, not durable)."""
-        self._emit({"progress": float(fraction), "text": str(text)})
-
-    def checkpoint(self) -> None:
-        """Push the current state to the host, which stores it (durable once it has)."""
-        from paglets.serialization import codec
-
-        self._emit({"checkpoint": codec.encode_state(self._state_of())})
-
-    def notify_user(
-        self, severity: str, title: str, message: str, job_id: str | None = None, **_: Any
-    ) -> bool:
-        self._emit(
-            {
-                "notify": {
-                    "severity": str(severity),
-                    "title": str(title),
-                    "message": str(message),
-                    "job_id": job_id or self.job_id,
-                }
-            }
-        )
-        return True
-
-    def cancel_requested(self) -> bool:
-        return self._cancel.is_set()
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_suffix(path.suffix + ".part")
-    with tmp.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _child_main(spec_bytes: bytes) -> None:
-    """The job process (module docstring): prepare, run, write the result, exit."""
-    spec = msgspec.msgpack.decode(spec_bytes)
-    with contextlib.suppress(OSError):
-        os.setsid()
-    cpu_ids = tuple(spec["cpu_ids"])
-    affinity: dict[str, Any] = {"affinity_enforced": False, "affinity_error": ""}
-    if cpu_ids:
-        from .affinity import apply_current_process_cpu_affinity
-
-        result = apply_current_process_cpu_affinity(cpu_ids)
-        affinity = {"affinity_enforced": result.enforced, "affinity_error": result.error or ""}
-    directory = Path(spec["attempt_dir"])
-    directory.mkdir(parents=True, exist_ok=True)
-    os.environ["PAGLETS_CPU_IDS"] = ",".join(str(i) for i in cpu_ids)
-    os.environ["PAGLETS_JOB_ID"] = spec["job_id"]
-    tmp = Path(spec["work_dir"]) / "tmp"
-    tmp.mkdir(parents=True, exist_ok=True)
-    os.environ["TMPDIR"] = str(tmp)
-    for var in THREAD_VARS:
-        os.environ.setdefault(var, str(max(1, int(spec["cpu_cores"]))))
-    os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(spec["gpu_ids"])
-    for fd, name in ((1, "stdout.log"), (2, "stderr.log")):
-        out = os.open(directory / name, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        os.dup2(out, fd)
-        os.close(out)
-    control = (directory / "control.jsonl").open("ab", buffering=0)
-
-    def emit(item: dict[str, Any]) -> None:
-        if "checkpoint" in item:
-            _write_atomic(directory / "checkpoint.msgpack", item["checkpoint"])
-            item = {"checkpoint": True}
-        control.write(json.dumps(item).encode() + b"\n")
-
-    def on_term(_signum: int, _frame: Any) -> None:
-        raise ComputeJobCancelled("stopped by the host (SIGTERM)")
-
-    signal.signal(signal.SIGTERM, on_term)
-    outcome: dict[str, Any] = {"ok": False, "kind": "exception", "error": "", **affinity}
-    code = 1
-    try:
-        from paglets.core.agent import Paglet
-        from paglets.serialization import codec
-        from paglets.serialization.names import import_class
-
-        cls = import_class(
-            spec["class_name"],
-            expect=Paglet,
-            allow_modules=spec.get("allow_modules"),
-            host_name=spec["host_name"],
-        )
-        state = codec.decode_state(cls.state_class(), spec["state"])
-        paglet = cls(state, agent_id=spec["agent_id"])
-        paglet._job_context = JobContext(
-            work_dir=Path(spec["work_dir"]),
-            job_id=spec["job_id"],
-            attempt=spec["attempt"],
-            cpu_ids=cpu_ids,
-            host_name=spec["host_name"],
-            emit=emit,
-            state_of=lambda: paglet.state,
-        )
-        paglet.run_compute_job()
-        outcome.update(ok=True, kind="", state=codec.encode_state(paglet.state))
-        code = 0
-    except ComputeJobCancelled as exc:
-        outcome.update(kind="stopped", error=str(exc))
-        code = 128 + signal.SIGTERM
-    except BaseException as exc:  # the job's failure, reported, not a crash of the child
-        import traceback
-
-        traceback.print_exc()
-        outcome.update(kind="exception", error=f"{type(exc).__name__}: {exc}")
-    finally:
-        with contextlib.suppress(Exception):
-            sys.stdout.flush()
-            sys.stderr.flush()
-    _write_atomic(directory / "result.msgpack", msgspec.msgpack.encode(outcome))
-    os._exit(code)  # no atexit handlers of the host's code in a forked child
 
 
 # -- on the host -------------------------------------------------------------------------
@@ -348,6 +212,9 @@ class JobSupervisor:
             handle.thread.daemon = True
             handle.thread.start()
             handle.pid = os.getpid()
+            threading.Thread(
+                target=self._renew_while, args=(handle,), name=f"renew-{lease.job_id}", daemon=True
+            ).start()
         else:
             from paglets.runtime.forkserver import start_child
 
@@ -366,7 +233,7 @@ class JobSupervisor:
                 "host_name": self.host.name,
             }
             process = start_child(
-                _child_main, (msgspec.msgpack.encode(spec),), f"paglets-job-{lease.job_id}"
+                child_main, (msgspec.msgpack.encode(spec),), f"paglets-job-{lease.job_id}"
             )
             handle.process = process
             handle.pid = int(process.pid or 0)
@@ -393,6 +260,14 @@ class JobSupervisor:
             outcome.kind, outcome.stop_reason = "stopped", handle.stop_reason
         outcome.exit_code = 0 if outcome.ok else 1
         self._finish(handle, outcome)
+
+    def _renew_while(self, handle: JobHandle) -> None:
+        """A thread job's heartbeat: renew its lease every 20 s while the thread runs."""
+        thread = handle.thread
+        while thread is not None and thread.is_alive():
+            thread.join(RENEW_EVERY)
+            if thread.is_alive():
+                self.runtime.renew(handle.lease.lease_id)
 
     # -- watching a process ----------------------------------------------------------------
 
@@ -490,13 +365,32 @@ class JobSupervisor:
     def _finish(self, handle: JobHandle, outcome: JobOutcome) -> None:
         from paglets.core.messages import Message
 
+        self._archive_logs(handle)
         with self._lock:
             handle.outcome = outcome
-        self.runtime.job_exited(handle, outcome)
+        try:
+            self.runtime.job_exited(handle, outcome)
+        except Exception:  # the host is stopping (store closed): restart recovery ends it
+            _log.exception("releasing the lease of job %s failed", handle.job_id)
         self._tell(
             handle.agent_id,
             Message("compute_job_exit", {"lease_id": handle.lease.lease_id}),
         )
+
+    def _archive_logs(self, handle: JobHandle) -> None:
+        """An ended attempt's logs leave the work dir for `<persistence_dir>/logs/jobs/
+        <job_id>/attempt-N/` (kept 7 days), so they outlive the job's stay here."""
+        if handle.mode == "thread":
+            return
+        dest = job_logs_dir(self.host, handle.job_id) / handle.directory.name
+        try:
+            dest.mkdir(parents=True, exist_ok=True)
+            for name in ("stdout.log", "stderr.log"):
+                src = handle.directory / name
+                if src.exists():
+                    shutil.move(str(src), str(dest / name))
+        except OSError as exc:
+            _log.warning("logs of job %s not archived: %s", handle.job_id, exc)
 
     # -- stopping --------------------------------------------------------------------------
 

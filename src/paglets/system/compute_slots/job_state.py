@@ -113,4 +113,3 @@ def backoff_seconds(attempt: int, base: float, cap: float, *, jitter: float = 0.
     """`min(cap, base x 2^(attempt-1))` +- 20 % (jobs.md §3.6)."""
     delay = min(cap, base * (2 ** max(0, attempt - 1)))
     return max(0.0, delay * (1.0 + random.uniform(-jitter, jitter)))
-

@@ -97,6 +97,7 @@ class Reservation:
     t_res: float
     need: tuple[int, int, int, int]  # cores, memory, temp, gpus
     spare: list[int]  # what stays free at t_res beside the reserved job
+    end: float = 0.0  # when the reserved job should end (t_res + its duration)
     off: bool = False  # backfill stopped: the reservation slipped too far
     slip: float = 0.0
 
@@ -157,12 +158,19 @@ def _earliest(
         request.temp_storage_bytes,
         request.gpus_needed,
     )
-    for rel in releases:
-        have[0] += rel.cores
-        have[1] += rel.memory
-        have[2] += rel.temp
-        have[3] += _gpus_fitting(rel.gpus, min_mb)
-        t = max(rel.end, now)
+    # Events: the releases, and the ends of earlier reservations' jobs (which start at
+    # their t_res, take their need, and give it back when they end).
+    events = [
+        (rel.end, rel.cores, rel.memory, rel.temp, _gpus_fitting(rel.gpus, min_mb))
+        for rel in releases
+    ]
+    if prior:
+        events.extend((r.end, *r.need) for r in prior)
+        events.sort(key=lambda e: e[0])
+    for end, *give in events:
+        for i in range(4):
+            have[i] += give[i]
+        t = max(end, now)
         eff = list(have)
         for r in prior:
             if r.t_res <= t:
@@ -278,8 +286,18 @@ def grant_pass(
                     request.temp_storage_bytes,
                     request.gpus_needed,
                 )
+                duration = job_duration(walltime_of(request), request.estimated_runtime_seconds)
                 reservations.append(
-                    Reservation(rid, request.job_id, t_res, need, spare, rec.off, rec.total)
+                    Reservation(
+                        rid,
+                        request.job_id,
+                        t_res,
+                        need,
+                        spare,
+                        end=t_res + duration,
+                        off=rec.off,
+                        slip=rec.total,
+                    )
                 )
                 if rec.off:
                     stop = "backfill-off"

@@ -16,9 +16,11 @@ through, one transaction per turn.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 
@@ -36,6 +38,7 @@ from .planner import SlipRecord
 
 __all__ = [
     "Loaded",
+    "QueueOrder",
     "QueuedRequest",
     "SlotTables",
     "aging_boundary",
@@ -97,6 +100,62 @@ def order_queue(
         )
     keyed.sort(key=lambda pair: pair[0])
     return [e for _, e in keyed], valid_until
+
+
+class QueueOrder:
+    """The queue in grant order, cached: sorted once, then kept in step with each entry
+    added or removed by a bisect (a long queue must not make every request cost a sort),
+    until the next aging boundary reorders it. With fair share the order depends on the
+    cores each owner holds, which change at every grant, so it is sorted on each use."""
+
+    __slots__ = ("_cache", "config", "owner_cores")
+
+    def __init__(
+        self, config: SchedulerConfig, owner_cores: Callable[[], Mapping[str, int] | None]
+    ) -> None:
+        self.config = config
+        self.owner_cores = owner_cores
+        self._cache: tuple[list[QueuedRequest], list[tuple[Any, ...]], float] | None = None
+
+    def invalidate(self) -> None:
+        self._cache = None
+
+    def key(self, request: ComputeSlotRequest, now: float) -> tuple[Any, ...]:
+        owners = self.owner_cores()
+        fair = owners.get(request.owner, 0) if owners is not None else 0
+        prio = effective_priority(request, now, self.config)
+        return (-prio, fair, request.first_submitted_at, request.request_id)
+
+    def get(self, entries: Iterable[QueuedRequest], now: float) -> list[QueuedRequest]:
+        cached = self._cache
+        if cached is not None and now < cached[2] and self.config.fair_share != "owner":
+            return cached[0]
+        order, valid_until = order_queue(entries, now, self.config, self.owner_cores())
+        self._cache = (order, [self.key(e.request, now) for e in order], valid_until)
+        return order
+
+    def position(self, request: ComputeSlotRequest, now: float) -> int:
+        """Where `request` would go in the order last returned by `get` (0-based)."""
+        keys = self._cache[1] if self._cache is not None else []
+        return bisect_left(keys, self.key(request, now))
+
+    def edit(self, entry: QueuedRequest, now: float, *, add: bool) -> None:
+        cached = self._cache
+        if cached is None or now >= cached[2] or self.config.fair_share == "owner":
+            self._cache = None
+            return
+        order, keys, valid_until = cached
+        key = self.key(entry.request, now)
+        i = bisect_left(keys, key)
+        if add:
+            keys.insert(i, key)
+            order.insert(i, entry)
+            boundary = aging_boundary(entry.request, now, self.config)
+            self._cache = (order, keys, min(valid_until, boundary))
+        elif i < len(order) and order[i] is entry:
+            del keys[i], order[i]
+        else:
+            self._cache = None
 
 
 _SCHEMA = """

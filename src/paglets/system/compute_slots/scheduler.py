@@ -17,7 +17,6 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from bisect import bisect_left
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -55,7 +54,7 @@ from .models import (
     WaitExplanation,
 )
 from .planner import PassOutcome, TokenBucket, grant_pass
-from .queue import QueuedRequest, SlotTables, aging_boundary, effective_priority, order_queue
+from .queue import QueuedRequest, QueueOrder, SlotTables
 from .records import fold_usage, history_row, new_id
 from .redirects import RedirectBook, RedirectOrder, RedirectPlan
 
@@ -108,7 +107,7 @@ class ComputeSlotsScheduler:
         }
         self._holds: dict[str, Hold] = {h.hold_id: h for h in data.holds}
         self._slips = data.slips
-        self._order: tuple[list[QueuedRequest], list[tuple[Any, ...]], float] | None = None
+        self._order = QueueOrder(self.config, self._owner_cores)
 
     @contextmanager
     def _turn(self) -> Iterator[None]:
@@ -129,36 +128,15 @@ class ComputeSlotsScheduler:
             except Exception:  # a hook's failure must not undo a committed turn
                 _log.exception("compute-slots: a scheduler hook failed")
 
-    def _order_edit(self, entry: QueuedRequest, *, add: bool) -> None:
-        """Keep the cached order in step with one added or removed entry (a bisect, not a
-        re-sort: a long queue must not make every request cost O(n log n))."""
-        cached = self._order
-        now = self.clock()
-        if cached is None or now >= cached[2] or self.config.fair_share == "owner":
-            self._order = None
-            return
-        order, keys, valid_until = cached
-        key = self._key(entry.request, now)
-        i = bisect_left(keys, key)
-        if add:
-            keys.insert(i, key)
-            order.insert(i, entry)
-            boundary = aging_boundary(entry.request, now, self.config)
-            self._order = (order, keys, min(valid_until, boundary))
-        elif i < len(order) and order[i] is entry:
-            del keys[i], order[i]
-        else:
-            self._order = None
-
     def _add_entry(self, entry: QueuedRequest) -> None:
         rid = entry.request.request_id
         replaced = self._entries.get(rid)
         if replaced is not None:
-            self._order_edit(replaced, add=False)
+            self._order.edit(replaced, self.clock(), add=False)
         self._entries[rid] = entry
         self._agent_entry[entry.request.agent_id] = rid
         self.tables.put_entry(entry)
-        self._order_edit(entry, add=True)
+        self._order.edit(entry, self.clock(), add=True)
 
     def _drop_entry(self, request_id: str) -> QueuedRequest | None:
         entry = self._entries.pop(request_id, None)
@@ -167,7 +145,7 @@ class ComputeSlotsScheduler:
                 del self._agent_entry[entry.request.agent_id]
             self._slips.pop(request_id, None)
             self.tables.delete_entry(request_id)
-            self._order_edit(entry, add=False)
+            self._order.edit(entry, self.clock(), add=False)
         return entry
 
     def _entry_for(self, request: ComputeSlotRequest) -> QueuedRequest | None:
@@ -220,24 +198,8 @@ class ComputeSlotsScheduler:
         return held
 
     def ordered(self, now: float) -> list[QueuedRequest]:
-        """The queue in grant order (cached until an entry changes or aging reorders)."""
-        cached = self._order
-        if cached is not None and now < cached[2] and self.config.fair_share != "owner":
-            return cached[0]
-        order, valid_until = order_queue(
-            self._entries.values(), now, self.config, self._owner_cores()
-        )
-        keys = [self._key(e.request, now) for e in order]
-        self._order = (order, keys, valid_until)
-        return order
-
-    def _key(self, request: ComputeSlotRequest, now: float) -> tuple[Any, ...]:
-        fair = 0
-        owners = self._owner_cores()
-        if owners is not None:
-            fair = owners.get(request.owner, 0)
-        prio = effective_priority(request, now, self.config)
-        return (-prio, fair, request.first_submitted_at, request.request_id)
+        """The queue in grant order (the cached list: do not mutate it)."""
+        return self._order.get(self._entries.values(), now)
 
     def pool(self, *, with_holds: bool = True) -> Pool:
         usage = {lid: rec.usage for lid, rec in self._leases.items()}
@@ -265,8 +227,7 @@ class ComputeSlotsScheduler:
     ) -> PassOutcome:
         order = [e.request for e in self.ordered(now)]
         if extra is not None:
-            keys = self._order[1] if self._order is not None else []
-            order.insert(bisect_left(keys, self._key(extra, now)), extra)
+            order.insert(self._order.position(extra, now), extra)
         bucket = copy.copy(self._bucket) if dry else self._bucket
         slips = {k: copy.copy(v) for k, v in self._slips.items()} if dry else self._slips
         return grant_pass(
@@ -528,7 +489,7 @@ class ComputeSlotsScheduler:
     # -- reads -----------------------------------------------------------------------------
 
     def queued(self) -> list[QueuedRequest]:
-        return self.ordered(self.clock())
+        return list(self.ordered(self.clock()))
 
     def leases(self) -> list[SlotLease]:
         return [rec.lease for rec in self._leases.values()]

@@ -126,33 +126,41 @@ class ComputeSlotsState(PagletState):
 
 
 def job_logs(host: Any, request: JobLogsRequest) -> JobLogsReply:
-    """A chunk of an attempt's captured output (`stdout`/`stderr`), from `offset`."""
-    from .job_process import attempt_dir
+    """A chunk of an attempt's captured output (`stdout`/`stderr`), from `offset`: from the
+    kept logs of ended attempts, else from the running attempt's work dir."""
+    from .job_process import job_logs_dir
 
     agent_id = request.job_id.removeprefix("compute-job-")
+    job_id = f"compute-job-{agent_id}"
+    places = [job_logs_dir(host, job_id)]
     try:
-        work = Path(host.work_dir_for(agent_id, create=False))
+        places.append(Path(host.work_dir_for(agent_id, create=False)) / "logs")
     except Exception:
-        return JobLogsReply(eof=True)
+        pass
     attempt = request.attempt
     if attempt <= 0:
         found = [
             int(p.name.removeprefix("attempt-"))
-            for p in (work / "logs").glob("attempt-*")
+            for place in places
+            for p in place.glob("attempt-*")
             if p.name.removeprefix("attempt-").isdigit()
         ]
         attempt = max(found, default=1)
     stream = "stderr" if request.stream == "stderr" else "stdout"
-    path = attempt_dir(work, attempt) / f"{stream}.log"
-    try:
-        with path.open("rb") as f:
-            f.seek(max(0, request.offset))
-            data = f.read(max(0, min(request.max_bytes, MAX_LOG_CHUNK)))
-            end = f.tell()
-            size = path.stat().st_size
-    except OSError:
-        return JobLogsReply(next_offset=request.offset, eof=True)
-    return JobLogsReply(data=data, next_offset=end, eof=end >= size)
+    for place in places:
+        path = place / f"attempt-{attempt}" / f"{stream}.log"
+        if not path.exists():
+            continue
+        try:
+            with path.open("rb") as f:
+                f.seek(max(0, request.offset))
+                data = f.read(max(0, min(request.max_bytes, MAX_LOG_CHUNK)))
+                end = f.tell()
+                size = path.stat().st_size
+        except OSError:
+            continue
+        return JobLogsReply(data=data, next_offset=end, eof=end >= size)
+    return JobLogsReply(next_offset=request.offset, eof=True)
 
 
 class ComputeSlotsAgent(OperationPaglet[ComputeSlotsState]):

@@ -5,7 +5,7 @@ sweeps (**fix**: in paglets 2.0 any status call could sweep a just-granted lease
 
 from __future__ import annotations
 
-from bisect import bisect_left
+import copy
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -82,8 +82,7 @@ def explain_request(
             len(order),
         )
     else:
-        keys = sched._order[1] if sched._order is not None else []
-        index = bisect_left(keys, sched._key(request, now))
+        index = sched._order.position(request, now)
     ahead = [e.request for e in order[:index]]
     pool = sched.pool()
     outcome = sched.last_outcome(now)
@@ -239,7 +238,7 @@ def host_status(sched: ComputeSlotsScheduler) -> SchedulerHostStatus:
         queue_length=len(sched._entries),
         queued_core_seconds=sum(_core_seconds(sched, e.request) for e in sched._entries.values()),
         next_release_seconds=max(0.0, min(ends) - now) if ends else 0.0,
-        start_tokens=sched._bucket.tokens,
+        start_tokens=copy.copy(sched._bucket).available(now),
         next_token_at=sched.next_token_at(now),
         reserved_request_id=outcome.reservations[0].request_id if outcome.reservations else "",
         backfill_enabled=not any(r.off for r in outcome.reservations),

@@ -3,7 +3,8 @@
 Small, fast and dependency-free on purpose: it stands for the real processing, which the
 runtime neither knows nor cares about. A bundle is a text file of records, one per line;
 a path that does not exist is read as a synthetic bundle derived from its name, so demos
-and tests need no data set.
+and tests need no data set. The output keeps the seed's file name (`bundle.parquet`) but
+is a small CSV table: a real application would write Parquet here.
 """
 
 from __future__ import annotations

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from paglets.system.compute_slots import CollectingComputeJobPaglet
-
 from ds_dia.compute.bundles import process_bundle
 from ds_dia.compute.models import DsDiaBundleJobState
+from paglets.system.compute_slots import CollectingComputeJobPaglet
 
 __all__ = ["DsDiaBundleJobPaglet"]
 
