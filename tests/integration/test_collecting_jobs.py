@@ -46,7 +46,7 @@ def launch_file(tmp_path: Path) -> Path:
 def test_failed_job_reports_partial_artifacts_and_is_kept(
     make_host: Callable[..., Host], tmp_path: Path
 ) -> None:
-    host = make_host("alpha", launch_config=launch_file(tmp_path))
+    host = make_host("alpha", launch_config=launch_file(tmp_path), system_services=True)
     (tmp_path / "gate-bad").touch()
     (tmp_path / "gate-good").touch()
     sub = submit_compute_job_group(
@@ -74,8 +74,14 @@ def test_report_waits_in_the_outbox_until_the_collector_is_back(
     make_host: Callable[..., Host], tmp_path: Path
 ) -> None:
     launch = launch_file(tmp_path)
-    alpha = make_host("alpha", launch_config=launch)
-    beta = make_host("beta", launch_config=launch, peers=[alpha.address], tags=["collector"])
+    alpha = make_host("alpha", launch_config=launch, system_services=True)
+    beta = make_host(
+        "beta",
+        launch_config=launch,
+        peers=[alpha.address],
+        tags=["collector"],
+        system_services=True,
+    )
     wait_until(lambda: len(alpha.list_hosts(online_only=True)) == 2, timeout=20)
     sub = submit_compute_job_group(
         alpha, GatedJob, [job_state(tmp_path, "one")], group_id="grp-outbox"
@@ -103,6 +109,7 @@ def test_report_waits_in_the_outbox_until_the_collector_is_back(
         tags=["collector"],
         port=beta_port,
         persistence_dir=tmp_path / "beta",
+        system_services=True,
     )
     collector = beta.proxy(sub.collector.agent_id)
     wait_until(lambda: summary(collector)["done"] == 1, timeout=60)
@@ -114,7 +121,7 @@ def test_report_waits_in_the_outbox_until_the_collector_is_back(
 
 
 def test_cancel_through_the_collector(make_host: Callable[..., Host], tmp_path: Path) -> None:
-    host = make_host("alpha", launch_config=launch_file(tmp_path))
+    host = make_host("alpha", launch_config=launch_file(tmp_path), system_services=True)
     never = job_state(
         tmp_path,
         "never",
@@ -129,3 +136,32 @@ def test_cancel_through_the_collector(make_host: Callable[..., Host], tmp_path: 
     wait_until(lambda: summary(sub.collector)["status"] == "CANCELLED", timeout=30)
     assert summary(sub.collector)["cancelled"] == 1
     wait_until(lambda: host.get_proxy(job.agent_id, include_inactive=True) is None, timeout=30)
+
+
+def test_a_second_copy_stands_down_and_deletes_its_artifact(
+    make_host: Callable[..., Host], tmp_path: Path
+) -> None:
+    import dataclasses
+
+    host = make_host("alpha", launch_config=launch_file(tmp_path), system_services=True)
+    (tmp_path / "gate-twin").touch()
+    first = job_state(tmp_path, "twin")
+    sub = submit_compute_job_group(host, GatedJob, [first], group_id="grp-twin")
+    wait_until(lambda: summary(sub.collector)["done"] == 1, timeout=60)
+    accepted = summary(sub.collector)["members"][0]
+    # A copy of the same member (as if a host came back with it) runs and reports too.
+    copy_state = dataclasses.replace(
+        first,
+        group_id="grp-twin",
+        job_key="grp-twin-0001",
+        collector_agent_id=sub.collector.agent_id,
+        collector_host_url=host.address,
+    )
+    copy = host.create(GatedJob, copy_state)
+    wait_until(lambda: host.get_proxy(copy.agent_id, include_inactive=True) is None, timeout=60)
+    doc = summary(sub.collector)
+    assert doc["duplicate_reports"] == 1
+    assert doc["members"][0]["report_id"] == accepted["report_id"]
+    # The copy deleted its artifact when it stood down: only the accepted one is left.
+    left = [r.artifact_id for r in host.artifacts.list() if r.name == "twin.txt"]
+    assert left == [accepted["artifacts"][0]["artifact_id"]]

@@ -123,3 +123,30 @@ def test_a_disposed_waiting_job_leaves_the_queue(alpha: Host) -> None:
     wait_until(lambda: queued() == [], timeout=30)
     first.send(Message("compute_cancel"), timeout=10)
     _wait(alpha, first.agent_id)
+
+
+class CheckpointingJob(ThreadSleepJob):
+    """Attempt 1 checkpoints `steps = 5` and fails; attempt 2 resumes from there."""
+
+    def run_compute_job(self) -> None:
+        self.context.report_progress(0.5, "half way")
+        if self.state.attempt == 1:
+            self.state.steps = 5
+            self.context.checkpoint()
+            raise RuntimeError("first attempt fails after its checkpoint")
+        self.state.steps += 1
+        self.state.result = "resumed"
+
+
+def test_a_retry_resumes_from_the_last_checkpoint(alpha: Host) -> None:
+    state = SleepJobState(
+        allow_home_compute=True,
+        retry_on_exception=True,
+        resume_from_checkpoint=True,
+        retry_backoff_seconds=0.1,
+    )
+    proxy = alpha.create(CheckpointingJob, state)
+    done = _wait(alpha, proxy.agent_id)
+    assert done.compute_status == "COMPLETED" and done.attempt == 2
+    assert (done.steps, done.result) == (6, "resumed")
+    assert done.progress == 0.5 and done.progress_text == "half way"

@@ -130,9 +130,8 @@ def test_seed_example_with_the_laptop_away(
     alpha_url = alpha.url
     collector = sub.collector.agent_id
     alpha.terminate()  # the laptop goes away, mid-run
-    at_stop = summary(client, [beta.url], collector)
-    assert at_stop is not None
-    print("terminal when alpha was stopped:", at_stop["terminal"], "of", JOBS)
+    # (On a quiet machine no job has reported yet at this point: jobs are still leaving
+    # alpha or running on beta and gamma.)
     away = wait_until(
         lambda: (
             (s := summary(client, [beta.url], collector))

@@ -1,8 +1,8 @@
 """`paglets examples`: the examples we ship (cli.md §8, jobs.md §7), one module each.
 
 This module is only the group: `list`, and the sub-commands of the example modules that
-exist in this build (`file` from `paglets.cli.examples_file`; others are added the same
-way, one line each in `_SUBGROUPS`).
+exist in this build (`file` from `paglets.cli.examples_file`, one entry each in
+`_SUBGROUPS`; single commands such as `classic NAME`, one entry each in `_COMMANDS`).
 """
 
 from __future__ import annotations
@@ -31,6 +31,31 @@ _SUBGROUPS: dict[str, tuple[str, str]] = {
     ),
 }
 
+# name → (module, function that is the command, one-line description for `list`)
+_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "classic": (
+        "paglets.cli.examples_classic",
+        "classic",
+        "paglets examples classic NAME: hello, clone-workers, finder, itinerary, "
+        "master-slave, message-patterns, mobility-events",
+    ),
+    "bundle": (
+        "paglets.cli.examples_bundle",
+        "bundle",
+        "paglets examples bundle --jobs 20: the seed's ds_dia bundle jobs, results home",
+    ),
+    "mesh-benchmark": (
+        "paglets.cli.examples_benchmark",
+        "mesh_benchmark",
+        "paglets examples mesh-benchmark: a traveller times every directed host pair",
+    ),
+    "pi": (
+        "paglets.cli.examples_pi",
+        "pi",
+        "paglets examples pi --digits N: batch compute jobs, ordered digits streamed",
+    ),
+}
+
 
 def _exists(module: str) -> bool:
     try:
@@ -43,6 +68,7 @@ def _exists(module: str) -> bool:
 def list_examples() -> None:
     """One line per example with its command."""
     lines = [(name, text) for name, (module, text) in _SUBGROUPS.items() if _exists(module)]
+    lines += [(n, text) for n, (module, _f, text) in _COMMANDS.items() if _exists(module)]
     lines.append(("search", "paglets search grep|find ...: move the code to the data"))
     for _name, text in sorted(lines):
         print(text)
@@ -51,3 +77,7 @@ def list_examples() -> None:
 for _name, (_module, _text) in _SUBGROUPS.items():
     if _exists(_module):
         app.add_typer(importlib.import_module(_module).app, name=_name)
+
+for _name, (_module, _function, _text) in _COMMANDS.items():
+    if _exists(_module):
+        app.command(_name)(getattr(importlib.import_module(_module), _function))

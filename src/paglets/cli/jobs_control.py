@@ -472,7 +472,7 @@ def _events_text(session: Session, target: Target, agent_id: str) -> str:
     lines = []
     for e in (page or {}).get("events") or ():
         data = e.get("data") or {}
-        if e.get("agent_id") == agent_id or data.get("job_id") == job_id:
+        if e.get("agent_id") == agent_id or job_id in (data.get("job"), data.get("job_id")):
             lines.append(
                 f"[{data.get('severity', 'info')}] {data.get('title', '')}: "
                 f"{data.get('message', data.get('text', ''))}\n"

@@ -259,7 +259,8 @@ class ResultCollectorPaglet(Paglet[ResultCollectorState]):
 
     def _summary(self, args: dict[str, Any]) -> dict[str, Any]:
         offset = int(args.get("offset") or 0)
-        limit = int(args.get("limit") if args.get("limit") is not None else 100)
+        limit_arg = args.get("limit")
+        limit = 100 if limit_arg is None else int(limit_arg)
         with self.locked():
             return summary_payload(
                 self._group_fields(),

@@ -273,7 +273,7 @@ def accept_report(
 
 
 def group_counts(members: dict[str, GroupMember]) -> dict[str, int]:
-    counts = dict.fromkeys(MEMBER_STATES, 0)
+    counts: dict[str, int] = dict.fromkeys(MEMBER_STATES, 0)
     for member in members.values():
         counts[member.state] = counts.get(member.state, 0) + 1
     return counts
@@ -328,6 +328,7 @@ def member_row(member: GroupMember, *, details: bool) -> dict[str, Any]:
         row["at_collector"] = list(member.at_collector)
         row["usage"] = dict(member.usage)
         row["host_url"] = member.host_url
+        row["report_id"] = member.report_id
         row["metadata"] = dict(member.metadata)
         row["finished_at"] = member.finished_at
     return row

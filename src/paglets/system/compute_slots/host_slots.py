@@ -292,7 +292,7 @@ class SlotsRuntime:
                 lease.lease_id,
                 handle.pid,
                 create_time=handle.create_time or None,
-                paths=[handle.directory.parent.parent],
+                paths=handle.usage_paths,
             )
 
     def renew(self, lease_id: str) -> None:

@@ -49,10 +49,10 @@ from .models import (
     COMPUTE_STATUS_RUNNING,
     COMPUTE_STATUS_WAITING_FOR_SLOT,
     DECISION_REDIRECT,
-    DECISION_REJECTED,
     DECISION_RUN_NOW,
     DECISION_SLEEP,
     CancelSlotRequestsRequest,
+    RedirectHop,
     SlotDecisionReply,
     SlotLease,
 )
@@ -143,11 +143,7 @@ class ComputeJobPaglet(JobMessages, Paglet[ComputeJobState]):
         job = self._job_context
         if job is not None:
             return bool(job.notify_user(severity, title, message, job_id=job_id))
-        from paglets.system.user_info.contract import (
-            NOTIFY,
-            USER_INFO_AGENT_ID,
-            UserInfoRequest,
-        )
+        from paglets.system.user_info.contract import NOTIFY, USER_INFO, UserInfoRequest
 
         st = self.state
         host = host_of(self)
@@ -162,14 +158,12 @@ class ComputeJobPaglet(JobMessages, Paglet[ComputeJobState]):
             home_host_id=st.home_host_id,
         )
         try:  # recorded here and forwarded durably to user-info on the home host
-            reply = host.proxy(USER_INFO_AGENT_ID).send(
-                NOTIFY.to_message(request), timeout=timeout or 5.0
-            )
-            return bool(NOTIFY.decode_reply(reply).accepted)
+            handle = self.require_contract(USER_INFO)
+            return bool(handle.call(NOTIFY, request, timeout=timeout or 5.0).accepted)
         except PagletError:  # no user-info here: the local event log still has it
-            host.events.emit(
-                "user-info.notify", agent_id=self.agent_id, data=msgspec.to_builtins(request)
-            )
+            data = msgspec.to_builtins(request)
+            data["job"] = data.pop("job_id")
+            host.events.emit("user-info.notify", agent_id=self.agent_id, data=data)
             return True
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -324,11 +318,12 @@ class ComputeJobPaglet(JobMessages, Paglet[ComputeJobState]):
             if st.queue_timeout_seconds > 0:
                 wake = min(wake, st.queued_since + st.queue_timeout_seconds)
             self._sleep_until(wake)
-        elif reply.decision == DECISION_REDIRECT or (
-            reply.decision == DECISION_REJECTED
-            and (st.wait_for_capable_host or reply.reasons)
-            and reply.redirect_host_url
-        ):
+        elif reply.decision == DECISION_REDIRECT:  # place again: another host can
+            host = host_of(self)  # not back here within the cooldown
+            st.redirect_history = (
+                *st.redirect_history,
+                RedirectHop(host.host_id, host.address, now),
+            )
             st.placement_note = reply.message
             self._transition(COMPUTE_STATUS_PLACING)
             self._kick(0.5)

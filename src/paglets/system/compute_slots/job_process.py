@@ -140,6 +140,7 @@ class JobHandle:
     stop_at: float = 0.0
     outcome: JobOutcome | None = None
     control_offset: int = 0
+    usage_paths: list[Path] = field(default_factory=list)  # measured as its work bytes
 
 
 class JobSupervisor:
@@ -192,6 +193,12 @@ class JobSupervisor:
             )
             self._jobs[lease.lease_id] = handle
         handle.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            extra = [Path(p) for p in paglet.compute_usage_paths()]
+        except Exception:
+            _log.exception("compute_usage_paths() of job %s failed", lease.job_id)
+            extra = []
+        handle.usage_paths = [Path(work_dir), *extra]
         state = codec.encode_state(paglet.state)
         if mode == "thread":
             cls = type(paglet)

@@ -91,6 +91,9 @@ class ReportPump:
                         self._cond.wait(min(wait, MEMBERSHIP_CHECK_SECONDS))
         finally:
             self.finished = True
+            with _pumps_lock:  # do not keep a stopped host alive through this table
+                if _pumps.get(id(self.host)) is self:
+                    del _pumps[id(self.host)]
 
     def _membership(self, now: float) -> None:
         """Jobs waiting for a collector host that just became alive are due soon."""
