@@ -20,14 +20,25 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .compute import GROUPS as COMPUTE_GROUPS
 from .harness import Result, git_commit, machine_info
 from .inprocess import GROUPS as INPROCESS_GROUPS
 from .mesh import GROUPS as MESH_GROUPS
 from .network import GROUPS as NETWORK_GROUPS
 from .network_load import GROUPS as LOAD_GROUPS
 
-# Every row group, in targets.md's order (a1, a2, ..., f4, f4http, g1, g2).
-GROUPS = dict(sorted({**INPROCESS_GROUPS, **NETWORK_GROUPS, **LOAD_GROUPS, **MESH_GROUPS}.items()))
+# Every row group, in targets.md's order (a1, a2, ..., g1, g2, h1, h2, i1, i2).
+GROUPS = dict(
+    sorted(
+        {
+            **INPROCESS_GROUPS,
+            **NETWORK_GROUPS,
+            **LOAD_GROUPS,
+            **MESH_GROUPS,
+            **COMPUTE_GROUPS,
+        }.items()
+    )
+)
 # Names for several groups at once in --only.
 SETS = {
     "inprocess": [name for name in GROUPS if name in INPROCESS_GROUPS],

@@ -144,14 +144,16 @@ def start_host(
     *,
     args: Sequence[str] = (),
     timeout: float = READY_TIMEOUT,
+    module: str = "paglets",
 ) -> HostProc:
     """Start a host and return once its ready line was read (`ready_seconds` is the time
     from spawning to that line). The rest of its stdout is drained in a thread so that a
-    chatty host never blocks on a full pipe."""
+    chatty host never blocks on a full pipe. `module` is what `python -m` runs: `paglets`
+    (as a user runs it), or a launcher that meters something first (`bench.turnmeter`)."""
     command = [
         sys.executable,
         "-m",
-        "paglets",
+        module,
         "host",
         "--name",
         name,
@@ -220,7 +222,7 @@ def _read_ready(host: HostProc, t0: float, timeout: float) -> tuple[str, float]:
 
 @contextlib.contextmanager
 def host_cluster(
-    names: Sequence[str], *, peer: bool = True, args: Sequence[str] = ()
+    names: Sequence[str], *, peer: bool = True, args: Sequence[str] = (), module: str = "paglets"
 ) -> Iterator[list[HostProc]]:
     """Started hosts `names` in one temporary tree (HOME, persistence dirs, logs). With
     `peer`, every host after the first is given `--peer <first>` so they form a mesh as a
@@ -236,7 +238,9 @@ def host_cluster(
                 if peer and hosts:
                     extra += ["--peer", hosts[0].url]
                 hosts.append(
-                    start_host(name, root / "hosts" / name, home, root / "logs", args=extra)
+                    start_host(
+                        name, root / "hosts" / name, home, root / "logs", args=extra, module=module
+                    )
                 )
             yield hosts
         finally:

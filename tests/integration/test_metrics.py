@@ -5,6 +5,7 @@ with messages and moves."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -135,3 +136,41 @@ def test_messages_for_an_inactive_paglet_count_as_queued_and_held(
         == 1
     )
     assert value(after, "paglets_messages_held") == 1
+
+
+def test_scheduler_metrics_parse_and_move_with_jobs(
+    make_host: Callable[..., Host], tmp_path: Path
+) -> None:
+    from paglets.examples.jobs import SleepJobState, ThreadSleepJob
+    from support.waiting import wait_until
+
+    config = tmp_path / "launch.toml"
+    config.write_text(
+        "[launch]\nsync_demo_config = false\n\n"
+        "[services.compute-slots]\nrespect_external_load = false\n"
+    )
+    host = make_host("alpha", api_key=KEY, launch_config=config, mesh=False, system_services=True)
+    before = scrape(host)
+    assert value(before, "paglets_jobs_queue_length") == 0
+    assert value(before, "paglets_jobs_leases", status="running") == 0
+    assert value(before, "paglets_jobs", state="RUNNING") == 0
+    granted = value(before, "paglets_jobs_granted_total")
+
+    long = host.create(ThreadSleepJob, SleepJobState(seconds=60.0, allow_home_compute=True))
+    wait_until(lambda: host.get_state(long.agent_id).compute_status == "RUNNING", timeout=30)
+    short = host.create(ThreadSleepJob, SleepJobState(seconds=0.1, allow_home_compute=True))
+    wait_until(lambda: host.get_state(short.agent_id).compute_status == "COMPLETED", timeout=30)
+    running = scrape(host)
+    assert value(running, "paglets_jobs_leases", status="running") == 1
+    assert value(running, "paglets_jobs", state="RUNNING") == 1
+    assert value(running, "paglets_jobs", state="COMPLETED") == 1
+    assert value(running, "paglets_jobs_granted_total") == granted + 2
+    assert value(running, "paglets_jobs_finished_total", reason="released") >= 1
+    assert value(running, "paglets_jobs_draining") == 0
+
+    long.send_oneway(Message("compute_cancel"))
+    wait_until(lambda: host.get_state(long.agent_id).compute_status == "CANCELLED", timeout=30)
+    after = scrape(host)
+    assert value(after, "paglets_jobs_leases", status="running") == 0
+    assert value(after, "paglets_jobs", state="CANCELLED") == 1
+    assert value(after, "paglets_jobs_finished_total", reason="cancelled") == 1

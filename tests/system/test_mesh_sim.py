@@ -247,7 +247,8 @@ def test_a_host_restarted_at_a_new_url_is_the_same_host() -> None:
         return True
 
     assert sim.run_until(moved, timeout=10.0) is not None
-    assert sim.converged()
+    # The new URL rides on every frame; the full record (tags, properties) follows by gossip.
+    assert sim.run_until(sim.converged, timeout=10.0) is not None
     for host in sim.running():
         if host is not victim:
             assert node(host).resolve(victim.name) == victim.url

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any
@@ -50,6 +50,7 @@ from paglets.cli.values import (
 from paglets.core.errors import PagletError
 
 if TYPE_CHECKING:
+    from paglets.remote.client import HostClient
     from paglets.remote.transfer import TransferTicket
 
 __all__ = ["MIN_PREFIX", "AgentRef", "app", "resolve_agent"]
@@ -897,12 +898,19 @@ def activate(
 ) -> None:
     """Activate an inactive paglet."""
     session = open_session(entry, timeout, api_key_env, json_, quiet)
+    _bring_back(session, agent, "activated", lambda c, ref: c.activate(ref.url, ref.agent_id))
+
+
+def _bring_back(
+    session: Session, agent: str, done: str, call: Callable[[HostClient, AgentRef], Any]
+) -> None:
+    """`activate` and `restart`: `call` on the paglet, then where it now runs."""
     ref = resolve_agent(session, agent)
-    proxy = session.call(lambda: session.client.activate(ref.url, ref.agent_id))
-    if json_:
+    proxy = session.call(lambda: call(session.client, ref))
+    if session.json:
         print_json({"agent_id": ref.agent_id, "host_url": proxy.host_url})
     else:
-        print(f"activated {ref.agent_id} on {proxy.host_url}")
+        print(f"{done} {ref.agent_id} on {proxy.host_url}")
 
 
 @app.command("dispose")
@@ -1080,12 +1088,7 @@ def restart(
 ) -> None:
     """Restart a crashed paglet from its last checkpoint."""
     session = open_session(entry, timeout, api_key_env, json_, quiet)
-    ref = resolve_agent(session, agent)
-    proxy = session.call(lambda: session.client.restart(ref.url, ref.agent_id))
-    if json_:
-        print_json({"agent_id": ref.agent_id, "host_url": proxy.host_url})
-    else:
-        print(f"restarted {ref.agent_id} on {proxy.host_url}")
+    _bring_back(session, agent, "restarted", lambda c, ref: c.restart(ref.url, ref.agent_id))
 
 
 TID_MIN_PREFIX = 8

@@ -70,6 +70,7 @@ def list_examples() -> None:
     lines = [(name, text) for name, (module, text) in _SUBGROUPS.items() if _exists(module)]
     lines += [(n, text) for n, (module, _f, text) in _COMMANDS.items() if _exists(module)]
     lines.append(("search", "paglets search grep|find ...: move the code to the data"))
+    lines.append(("demo", "paglets demo [--hosts N] [--jobs N] [--keep]: the whole idea, 3 hosts"))
     for _name, text in sorted(lines):
         print(text)
 

@@ -8,7 +8,10 @@ with their error, and the hosts that stayed silent (cli.md §5, jobs.md §8: par
 silent hosts named; paglets 2.0 polled one host after another).
 
 `fanout_targets` turns `--host` (names or URLs, repeatable) into the hosts to ask: by
-default every alive, compatible member of the entry's membership view.
+default every alive, compatible member of the entry's membership view. `ask_service` is the
+three together (targets, one operation on each, one deadline); `with_errors` and
+`report_failures` are how a command shows the hosts that failed (`"errors"` in `--json`,
+a table otherwise).
 """
 
 from __future__ import annotations
@@ -18,21 +21,32 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
+
+import typer
 
 from paglets.cli.errors import CliError
-from paglets.cli.session import Session
+from paglets.cli.session import Session, table
 from paglets.core.errors import InvalidAgentError, PagletError, PagletTimeoutError
 from paglets.services.contracts import ServiceContract, ServiceOperation
 
 __all__ = [
     "FanOut",
     "HostFailure",
+    "Hosts",
     "Target",
+    "ask_service",
     "call_service",
     "fan_out",
     "fanout_targets",
     "failure_rows",
+    "report_failures",
+    "with_errors",
+]
+
+Hosts = Annotated[
+    list[str] | None,
+    typer.Option("--host", metavar="NAME|URL", help="Only these hosts (repeatable)."),
 ]
 
 
@@ -232,3 +246,36 @@ def fan_out(
 def failure_rows(failures: Sequence[HostFailure]) -> list[list[str]]:
     """The "Errors" table of a fan-out: host, error."""
     return [[f.host, f"{f.error_type}: {f.error}" if f.error_type else f.error] for f in failures]
+
+
+def ask_service(
+    session: Session,
+    hosts: Sequence[str] | None,
+    contract: ServiceContract,
+    op: ServiceOperation[Any, Any],
+    request: Any = None,
+) -> FanOut:
+    """`op(request)` on `contract`'s provider of every target host (`fanout_targets`), in
+    parallel under the session's one `--timeout`."""
+    return fan_out(
+        session,
+        fanout_targets(session, hosts),
+        lambda t, left: call_service(session, t.url, contract, op, request, timeout=left),
+        timeout=session.timeout,
+    )
+
+
+def with_errors(doc: dict[str, Any], failures: Sequence[HostFailure]) -> dict[str, Any]:
+    """`doc` with `"errors"` (cli.md 0.4's entries) when some host failed."""
+    if failures:
+        doc["errors"] = [f.to_json() for f in failures]
+    return doc
+
+
+def report_failures(
+    session: Session, failures: Sequence[HostFailure], title: str = "Hosts that did not answer"
+) -> None:
+    """Name the hosts that failed or stayed silent in a table (`--json` carries them in
+    `"errors"` instead)."""
+    if failures and not session.json:
+        table(title, ("host", "error"), failure_rows(failures))

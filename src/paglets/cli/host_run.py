@@ -379,6 +379,8 @@ def _host_kwargs(o: HostOptions, plan: HostPlan) -> dict[str, Any]:
         "artifact_owner_cleanup": o.artifact_owner_cleanup or "delete",
         # jobs.md §5: register_file paths lie under these (default: the home directory).
         "file_roots": list(o.file_roots) or [Path.home()],
+        # jobs.md §3.7: running jobs' time to finish at a graceful stop (10 min).
+        "restart_grace": 600.0 if o.restart_grace is None else o.restart_grace,
     }
 
 

@@ -26,7 +26,8 @@ import typer
 
 from paglets.cli import jobs_hosts
 from paglets.cli.errors import EXIT_FAILED
-from paglets.cli.fanout import FanOut, Target, call_service, failure_rows, fan_out, fanout_targets
+from paglets.cli.fanout import FanOut, Hosts, Target, report_failures, with_errors
+from paglets.cli.jobs_common import Long, ask_slots, secs, slots
 from paglets.cli.output import format_size
 from paglets.cli.session import (
     ApiKeyEnv,
@@ -51,48 +52,11 @@ app = typer.Typer(
     context_settings={"help_option_names": ["--help", "-h"]},
 )
 
-Hosts = Annotated[
-    list[str] | None,
-    typer.Option("--host", metavar="NAME|URL", help="Only these hosts (repeatable)."),
-]
-Long = Annotated[bool, typer.Option("--long", help="Full ids.")]
 
-
-def _slots() -> Any:
-    from paglets.system import compute_slots
-
-    return compute_slots
-
-
-def _contract() -> Any:
-    from paglets.system.compute_slots.service import COMPUTE_SLOTS_CONTRACT
-
-    return COMPUTE_SLOTS_CONTRACT
-
-
-def ask_all(session: Session, hosts: list[str] | None, op: Any, request: Any) -> FanOut:
-    """`op(request)` on every target host's `compute-slots`, in parallel, one deadline."""
-    targets = fanout_targets(session, hosts)
-    contract = _contract()
-    return fan_out(
-        session,
-        targets,
-        lambda t, left: call_service(session, t.url, contract, op, request, timeout=left),
-        timeout=session.timeout,
-    )
-
-
-def report_failures(session: Session, result: FanOut) -> None:
-    """Name the hosts that failed or stayed silent (stderr; --json carries them)."""
-    if result.failures and not session.json:
-        table("Hosts that did not answer", ("host", "error"), failure_rows(result.failures))
-
-
-def _json_doc(key: str, rows: list[Any], result: FanOut) -> dict[str, Any]:
-    doc: dict[str, Any] = {key: rows}
-    if result.failures:
-        doc["errors"] = [f.to_json() for f in result.failures]
-    return doc
+def _print_json_rows(key: str, rows: list[tuple[Target, Any]], result: FanOut) -> None:
+    """`{key: [{"host": ..., **row}], "errors": [...]}`: each typed row with its host."""
+    docs = [{"host": t.name, **msgspec.to_builtins(row)} for t, row in rows]
+    print_json(with_errors({key: docs}, result.failures))
 
 
 def _when(ts: float | None, now: float) -> str:
@@ -104,18 +68,16 @@ def _when(ts: float | None, now: float) -> str:
     return f"in {delta:.0f}s" if delta > 0 else f"{-delta:.0f}s ago"
 
 
-def _secs(s: float | None) -> str:
-    if s is None:
-        return "-"
-    if s < 120:
-        return f"{s:.0f}s"
-    if s < 7200:
-        return f"{s / 60:.0f}m"
-    return f"{s / 3600:.1f}h"
+def _scheduler_status(session: Session, hosts: list[str] | None, **parts: Any) -> FanOut:
+    """Every target host's `scheduler_status` (the `SchedulerStatusRequest` of `parts`)."""
+    from paglets.system.compute_slots.contract import OP_SCHEDULER_STATUS
+
+    request = slots().SchedulerStatusRequest(**parts)
+    return ask_slots(session, hosts, OP_SCHEDULER_STATUS, request)
 
 
 def _finish(session: Session, result: FanOut, empty: bool) -> None:
-    report_failures(session, result)
+    report_failures(session, result.failures)
     if result.failures or empty:
         raise typer.Exit(EXIT_FAILED)
 
@@ -133,23 +95,11 @@ def queue(
     quiet: Quiet = False,
 ) -> None:
     """Queued requests on every host: position, priority, resources, waited, expected start."""
-    from paglets.system.compute_slots.service import OP_SCHEDULER_STATUS
-
-    cs = _slots()
     session = open_session(entry, timeout, api_key_env, json_, quiet)
-    result = ask_all(
-        session,
-        host,
-        OP_SCHEDULER_STATUS,
-        cs.SchedulerStatusRequest(include_queue=True, include_leases=False),
-    )
+    result = _scheduler_status(session, host, include_queue=True, include_leases=False)
     rows: list[tuple[Target, Any]] = [(t, q) for t, reply in result.answers for q in reply.queue]
     if json_:
-        print_json(
-            _json_doc(
-                "queue", [{"host": t.name, **msgspec.to_builtins(q)} for t, q in rows], result
-            )
-        )
+        _print_json_rows("queue", rows, result)
     else:
         now = time.time()
         table(
@@ -177,7 +127,7 @@ def queue(
                     str(q.effective_priority),
                     str(q.cpu_cores),
                     format_size(q.memory_bytes),
-                    _secs(q.waited_seconds),
+                    secs(q.waited_seconds),
                     _when(q.expected_start_at, now),
                     q.first_reason or "-",
                 ]
@@ -200,26 +150,19 @@ def top(
     quiet: Quiet = False,
 ) -> None:
     """Running jobs: pid, CPU ids, CPU %, efficiency, RSS, work bytes, runtime, walltime left."""
-    from paglets.system.compute_slots.service import OP_SCHEDULER_STATUS
-
-    cs = _slots()
     session = open_session(entry, timeout, api_key_env, json_, quiet)
     while True:
-        result = ask_all(
+        result = _scheduler_status(
             session,
             host,
-            OP_SCHEDULER_STATUS,
-            cs.SchedulerStatusRequest(
-                include_queue=False, include_leases=False, include_jobs=True, include_usage=True
-            ),
+            include_queue=False,
+            include_leases=False,
+            include_jobs=True,
+            include_usage=True,
         )
         rows = [(t, j) for t, reply in result.answers for j in reply.jobs]
         if json_:
-            print_json(
-                _json_doc(
-                    "jobs", [{"host": t.name, **msgspec.to_builtins(j)} for t, j in rows], result
-                )
-            )
+            _print_json_rows("jobs", rows, result)
         else:
             table(
                 "Running Jobs",
@@ -247,15 +190,15 @@ def top(
                         format_size(j.rss_bytes),
                         format_size(j.max_rss_bytes),
                         format_size(j.work_bytes),
-                        _secs(j.runtime_seconds),
-                        _secs(j.walltime_left_seconds),
+                        secs(j.runtime_seconds),
+                        secs(j.walltime_left_seconds),
                     ]
                     for t, j in rows
                 ],
             )
         if watch <= 0 or json_:
             break
-        report_failures(session, result)
+        report_failures(session, result.failures)
         time.sleep(watch)
     _finish(session, result, False)
 
@@ -290,9 +233,7 @@ def ps(
     if inactive:
         rows = [(t, r) for t, r in rows if not r.active]
     if json_:
-        print_json(
-            _json_doc("jobs", [{"host": t.name, **msgspec.to_builtins(r)} for t, r in rows], result)
-        )
+        _print_json_rows("jobs", rows, result)
     else:
         now = time.time()
         table(
@@ -346,9 +287,9 @@ def list_jobs(
     owners: list[str] | None = None,
 ) -> tuple[list[tuple[Target, Any]], FanOut]:
     """Every host's `job_index` rows (filtered there), with the host each came from."""
-    from paglets.system.compute_slots.service import OP_LIST_JOBS
+    from paglets.system.compute_slots.contract import OP_LIST_JOBS
 
-    cs = _slots()
+    cs = slots()
     request = cs.ListJobsRequest(
         states=tuple(s.upper() for s in states or ()),
         group_ids=tuple(groups or ()),
@@ -356,7 +297,7 @@ def list_jobs(
         owners=tuple(owners or ()),
         limit=100_000,
     )
-    result = ask_all(session, hosts, OP_LIST_JOBS, request)
+    result = ask_slots(session, hosts, OP_LIST_JOBS, request)
     rows = [(t, r) for t, reply in result.answers for r in reply.rows]
     return rows, result
 
@@ -374,21 +315,15 @@ def history(
     quiet: Quiet = False,
 ) -> None:
     """Finished jobs (job_history of every host), newest first."""
-    from paglets.system.compute_slots.service import OP_SCHEDULER_STATUS
-
-    cs = _slots()
     session = open_session(entry, timeout, api_key_env, json_, quiet)
     after = parse_time(since, now=time.time()) if since else 0.0
-    result = ask_all(
+    result = _scheduler_status(
         session,
         host,
-        OP_SCHEDULER_STATUS,
-        cs.SchedulerStatusRequest(
-            include_queue=False,
-            include_leases=False,
-            include_history=True,
-            history_limit=max(limit, 1) * 4 if group else max(limit, 1),
-        ),
+        include_queue=False,
+        include_leases=False,
+        include_history=True,
+        history_limit=max(limit, 1) * 4 if group else max(limit, 1),
     )
     rows = [
         (t, h)
@@ -399,11 +334,7 @@ def history(
     rows.sort(key=lambda th: th[1].finished_at, reverse=True)
     rows = rows[:limit]
     if json_:
-        print_json(
-            _json_doc(
-                "history", [{"host": t.name, **msgspec.to_builtins(h)} for t, h in rows], result
-            )
-        )
+        _print_json_rows("history", rows, result)
     else:
         now = time.time()
         table(
@@ -430,8 +361,8 @@ def history(
                     str(h.attempt),
                     h.finish_reason,
                     "-" if h.exit_code is None else str(h.exit_code),
-                    _secs(h.wait_seconds),
-                    _secs(h.run_seconds),
+                    secs(h.wait_seconds),
+                    secs(h.run_seconds),
                     f"{h.cpu_seconds:.1f}",
                     f"{h.efficiency:.2f}",
                     format_size(h.max_rss_bytes),

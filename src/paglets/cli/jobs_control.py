@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import msgspec
 import typer
 
 from paglets.cli.errors import EXIT_FAILED, EXIT_USAGE, CliError
-from paglets.cli.fanout import Target, call_service
+from paglets.cli.fanout import Hosts, Target, call_service, report_failures, with_errors
+from paglets.cli.jobs_common import Long, ask_slots, compute_contract
 from paglets.cli.session import (
     ApiKeyEnv,
     Entry,
@@ -42,10 +44,6 @@ from paglets.core.messages import Message
 __all__ = ["cancel", "logs", "register", "resolve", "rm", "why"]
 
 TERMINAL = ("COMPLETED", "FAILED_FINAL", "CANCELLED")
-Hosts = Annotated[
-    list[str] | None,
-    typer.Option("--host", metavar="NAME|URL", help="Only these hosts (repeatable)."),
-]
 
 
 def register(app: typer.Typer) -> None:
@@ -96,7 +94,7 @@ def why(
     jobs: Annotated[list[str] | None, typer.Argument(metavar="[JOB]...")] = None,
     group: Annotated[str | None, typer.Option("--group", metavar="G")] = None,
     host: Hosts = None,
-    long: Annotated[bool, typer.Option("--long", help="Full ids.")] = False,
+    long: Long = False,
     entry: Entry = None,
     json_: Json = False,
     timeout: Timeout = 5.0,
@@ -104,9 +102,9 @@ def why(
     quiet: Quiet = False,
 ) -> None:
     """Why each job waits, from the scheduler of the host it waits on (jobs.md §2.11)."""
-    from paglets.cli.jobs import ask_all, list_jobs, report_failures
+    from paglets.cli.jobs import list_jobs
     from paglets.system.compute_slots import ExplainWaitRequest
-    from paglets.system.compute_slots.service import OP_EXPLAIN_WAIT
+    from paglets.system.compute_slots.contract import OP_EXPLAIN_WAIT
 
     session = open_session(entry, timeout, api_key_env, json_, quiet)
     rows, listed = list_jobs(session, host, groups=[group] if group else None)
@@ -115,7 +113,7 @@ def why(
         chosen = [(t, r) for t, r in rows if r.compute_status not in TERMINAL]
     agent_ids = tuple(r.agent_id for _, r in chosen)
     request = ExplainWaitRequest(agent_ids=agent_ids, group_ids=(group,) if group else ())
-    result = ask_all(session, host, OP_EXPLAIN_WAIT, request)
+    result = ask_slots(session, host, OP_EXPLAIN_WAIT, request)
     items: list[dict[str, Any]] = []
     explained: set[str] = set()
     for t, reply in result.answers:
@@ -148,11 +146,7 @@ def why(
                 doc["reasons"] = [{"code": "unknown", "message": f"{type(exc).__name__}: {exc}"}]
         items.append(doc)
     if json_:
-        doc_out: dict[str, Any] = {"items": items}
-        failures = [*listed.failures, *result.failures]
-        if failures:
-            doc_out["errors"] = [f.to_json() for f in failures]
-        print_json(doc_out)
+        print_json(with_errors({"items": items}, [*listed.failures, *result.failures]))
     else:
         table(
             "Why Jobs Wait",
@@ -170,7 +164,7 @@ def why(
                 for i in items
             ],
         )
-        report_failures(session, result)
+        report_failures(session, result.failures)
     if not items or result.failures:
         raise typer.Exit(EXIT_FAILED)
 
@@ -230,27 +224,11 @@ def cancel(
         session, host, list(jobs or ()), group, [s.upper() for s in state or ()], all_
     )
     chosen = [(t, r) for t, r in chosen if r.compute_status not in TERMINAL and r.kind == "job"]
-    ids = [r.agent_id for _, r in chosen]
-    if not dry_run and ids:
-        _confirm(force, "cancel", ids)
-    done: list[dict[str, Any]] = []
-    errors: list[dict[str, Any]] = [f.to_json() for f in listed.failures]
-    for t, r in chosen:
-        if dry_run:
-            done.append({"agent_id": r.agent_id, "host": t.name, "dry_run": True})
-            continue
-        try:
-            answer = _tell(session, t.url, r.agent_id, "compute_cancel", {"reason": "cancelled"})
-            done.append({"agent_id": r.agent_id, "host": t.name, **(answer or {})})
-        except Exception as exc:
-            errors.append(
-                {
-                    "host": t.name,
-                    "agent_id": r.agent_id,
-                    "error_type": type(exc).__name__,
-                    "error": str(exc),
-                }
-            )
+
+    def cancel_one(t: Target, r: Any) -> dict[str, Any]:
+        return _tell(session, t.url, r.agent_id, "compute_cancel", {"reason": "cancelled"}) or {}
+
+    done, errors = _each_job(chosen, listed, cancel_one, "cancel", dry_run, force)
     _print_done(session, "Cancelled Jobs", done, errors)
     if errors or not chosen:
         raise typer.Exit(EXIT_FAILED)
@@ -276,9 +254,33 @@ def rm(
     states = [s.upper() for s in state or ()] or ([] if (refs or all_) else ["WAITING_FOR_SLOT"])
     chosen, listed = _select(session, host, refs, None, states, all_ or not refs)
     chosen = [(t, r) for t, r in chosen if r.compute_status != "RUNNING" and r.kind == "job"]
+
+    def remove_one(t: Target, r: Any) -> dict[str, Any]:
+        if r.compute_status not in TERMINAL:
+            _tell(session, t.url, r.agent_id, "compute_cancel", {"reason": "removed"})
+        session.client.dispose(t.url, r.agent_id, timeout=session.timeout)
+        return {"removed": True}
+
+    done, errors = _each_job(chosen, listed, remove_one, "remove", dry_run, force)
+    _print_done(session, "Removed Jobs", done, errors)
+    if errors or not chosen:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _each_job(
+    chosen: list[tuple[Target, Any]],
+    listed: Any,
+    act: Callable[[Target, Any], dict[str, Any]],
+    verb: str,
+    dry_run: bool,
+    force: bool,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """`act` on each chosen job, one after the other, once the user confirmed (unless
+    `force` or `dry_run`): (what each answered, the errors), the errors starting with the
+    hosts the listing could not ask."""
     ids = [r.agent_id for _, r in chosen]
     if not dry_run and ids:
-        _confirm(force, "remove", ids)
+        _confirm(force, verb, ids)
     done: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = [f.to_json() for f in listed.failures]
     for t, r in chosen:
@@ -286,10 +288,7 @@ def rm(
             done.append({"agent_id": r.agent_id, "host": t.name, "dry_run": True})
             continue
         try:
-            if r.compute_status not in TERMINAL:
-                _tell(session, t.url, r.agent_id, "compute_cancel", {"reason": "removed"})
-            session.client.dispose(t.url, r.agent_id, timeout=session.timeout)
-            done.append({"agent_id": r.agent_id, "host": t.name, "removed": True})
+            done.append({"agent_id": r.agent_id, "host": t.name, **act(t, r)})
         except Exception as exc:
             errors.append(
                 {
@@ -299,19 +298,14 @@ def rm(
                     "error": str(exc),
                 }
             )
-    _print_done(session, "Removed Jobs", done, errors)
-    if errors or not chosen:
-        raise typer.Exit(EXIT_FAILED)
+    return done, errors
 
 
 def _print_done(
     session: Session, title: str, done: list[dict[str, Any]], errors: list[dict[str, Any]]
 ) -> None:
     if session.json:
-        doc: dict[str, Any] = {"jobs": done}
-        if errors:
-            doc["errors"] = errors
-        print_json(doc)
+        print_json({"jobs": done, **({"errors": errors} if errors else {})})
         return
     table(
         title,
@@ -360,7 +354,7 @@ def logs(
     """Captured output of a job's attempt, from the host it ran on."""
     from paglets.cli.jobs import list_jobs
     from paglets.system.compute_slots import JobLogsRequest
-    from paglets.system.compute_slots.service import OP_JOB_LOGS
+    from paglets.system.compute_slots.contract import OP_JOB_LOGS
 
     session = open_session(entry, timeout, api_key_env, json_, quiet)
     rows, _listed = list_jobs(session, host)
@@ -373,7 +367,7 @@ def logs(
         # host that ran them, so ask every host.
         _print_kept_logs(session, host, job, attempt, stderr, tail, json_)
         return
-    contract = _contract()
+    contract = compute_contract()
     offset, chunks = 0, []
     while True:
         request = JobLogsRequest(
@@ -417,9 +411,8 @@ def _print_kept_logs(
     tail: int,
     json_: bool,
 ) -> None:
-    from paglets.cli.jobs import ask_all
     from paglets.system.compute_slots import JobLogsRequest
-    from paglets.system.compute_slots.service import OP_JOB_LOGS
+    from paglets.system.compute_slots.contract import OP_JOB_LOGS
 
     job_id = f"compute-job-{job.removeprefix('compute-job-')}"
     request = JobLogsRequest(
@@ -428,7 +421,7 @@ def _print_kept_logs(
         stream="stderr" if stderr else "stdout",
         max_bytes=1 << 20,
     )
-    result = ask_all(session, host, OP_JOB_LOGS, request)
+    result = ask_slots(session, host, OP_JOB_LOGS, request)
     found = [(t, r) for t, r in result.answers if r.data]
     if not found:
         raise CliError(
@@ -444,12 +437,6 @@ def _print_kept_logs(
         print_json({"job_id": job_id, "host": target.name, "text": text})
     else:
         sys.stdout.write(text)
-
-
-def _contract() -> Any:
-    from paglets.system.compute_slots.service import COMPUTE_SLOTS_CONTRACT
-
-    return COMPUTE_SLOTS_CONTRACT
 
 
 def _ended(session: Session, target: Target, agent_id: str) -> bool:

@@ -2,10 +2,10 @@
 from the command line.
 
 A group's collector has the agent id `collector_agent_id(group)`, so any command that
-names a group finds it by asking every member for that id in parallel (the first answer
-wins; proxies follow moves). `groups` lists collectors on every member in parallel, under
-one deadline, and names the hosts that did not answer. `paglets.cli.jobs` adds these
-commands to its `app` with `register(app)`.
+names a group finds it by asking every alive, compatible member for that id in parallel
+(`paglets.cli.fanout`; the first answer wins; proxies follow moves). `groups` lists
+collectors on those members the same way, under one deadline, and names the hosts that did
+not answer. `paglets.cli.jobs` adds these commands to its `app` with `register(app)`.
 """
 
 from __future__ import annotations
@@ -15,12 +15,14 @@ import hashlib
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from paglets.cli.errors import EXIT_FAILED, CliError
+from paglets.cli.fanout import FanOut, Target, fan_out, fanout_targets
 from paglets.cli.session import (
     ApiKeyEnv,
     Entry,
@@ -56,28 +58,20 @@ def register(app: typer.Typer) -> None:
 # -- finding collectors -------------------------------------------------------------------
 
 
-def _parallel(urls: list[str], fn: Any, timeout: float) -> tuple[dict[str, Any], dict[str, str]]:
-    """fn(url) on every url at once; (answers, errors) by url, within one deadline."""
-    answers: dict[str, Any] = {}
-    errors: dict[str, str] = {}
-    if not urls:
-        return answers, errors
-    pool = concurrent.futures.ThreadPoolExecutor(min(16, len(urls)))
-    futures = {pool.submit(fn, url): url for url in urls}
-    try:
-        for future in concurrent.futures.as_completed(futures, timeout=timeout + 1.0):
-            url = futures[future]
-            try:
-                answers[url] = future.result()
-            except Exception as exc:
-                errors[url] = f"{type(exc).__name__}: {exc}"
-    except concurrent.futures.TimeoutError:
-        for future, url in futures.items():
-            if not future.done():
-                errors[url] = "no answer before the deadline"
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
-    return answers, errors
+def _on_members(session: Session, fn: Callable[[str], Any]) -> tuple[FanOut, list[Target]]:
+    """fn(url) on every alive, compatible member at once, within one deadline."""
+    targets = fanout_targets(session, None)
+    return fan_out(session, targets, lambda t, _left: fn(t.url), timeout=session.timeout), targets
+
+
+def _error_texts(result: FanOut) -> dict[str, str]:
+    """The failed hosts by URL: `Type: message`, or that a host stayed silent."""
+    return {
+        f.url: "no answer before the deadline"
+        if f.code == "no-answer"
+        else f"{f.error_type}: {f.error}"
+        for f in result.failures
+    }
 
 
 def find_collector(session: Session, group_id: str) -> tuple[str, str]:
@@ -85,7 +79,6 @@ def find_collector(session: Session, group_id: str) -> tuple[str, str]:
     from paglets.system.compute_slots.groups import collector_agent_id
 
     agent_id = collector_agent_id(group_id)
-    urls = session.member_urls()
 
     def ask(url: str) -> str:
         session.client.send_message(
@@ -93,15 +86,14 @@ def find_collector(session: Session, group_id: str) -> tuple[str, str]:
         )
         return url
 
-    answers, _ = _parallel(urls, ask, session.timeout)
-    if not answers:
+    result, targets = _on_members(session, ask)
+    if not result.answers:
         raise CliError(
-            f"no collector for group {group_id!r} on any of {len(urls)} hosts",
+            f"no collector for group {group_id!r} on any of {len(targets)} hosts",
             hint='list the groups with "paglets jobs groups"',
             code=EXIT_FAILED,
         )
-    url = next(u for u in urls if u in answers)
-    return url, agent_id
+    return result.answers[0][1], agent_id
 
 
 def _ask(session: Session, url: str, agent_id: str, kind: str, args: dict[str, Any]) -> Any:
@@ -166,7 +158,6 @@ def _group_row(doc: dict[str, Any]) -> list[str]:
 
 def list_group_summaries(session: Session) -> tuple[list[dict[str, Any]], dict[str, str]]:
     """Every collector's summary on every member (in parallel), and the silent hosts."""
-    urls = session.member_urls()
 
     def on_host(url: str) -> list[dict[str, Any]]:
         rows = session.client.list_agents(
@@ -185,13 +176,13 @@ def list_group_summaries(session: Session) -> tuple[list[dict[str, Any]], dict[s
             out.append(doc)
         return out
 
-    answers, errors = _parallel(urls, on_host, session.timeout)
+    result, _ = _on_members(session, on_host)
     seen: dict[str, dict[str, Any]] = {}
-    for url in urls:
-        for doc in answers.get(url, []):
+    for _, found in result.answers:
+        for doc in found:
             seen.setdefault(str(doc.get("collector_agent_id") or doc.get("group_id")), doc)
     docs = sorted(seen.values(), key=lambda d: (-(d.get("created_at") or 0), d.get("group_id")))
-    return docs, errors
+    return docs, _error_texts(result)
 
 
 def groups(

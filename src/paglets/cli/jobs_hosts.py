@@ -5,13 +5,14 @@ from its membership table, no fan-out); `status` reads the entry's membership vi
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
 import typer
 
 from paglets.cli.errors import EXIT_FAILED
 from paglets.cli.fanout import call_service
+from paglets.cli.jobs_common import compute_contract, secs, slots
 from paglets.cli.output import format_size
 from paglets.cli.session import (
     ApiKeyEnv,
@@ -26,28 +27,6 @@ from paglets.cli.session import (
 from paglets.cli.values import parse_size
 
 __all__ = ["hosts", "status"]
-
-
-def _slots() -> Any:
-    from paglets.system import compute_slots
-
-    return compute_slots
-
-
-def _contract() -> Any:
-    from paglets.system.compute_slots.service import COMPUTE_SLOTS_CONTRACT
-
-    return COMPUTE_SLOTS_CONTRACT
-
-
-def _secs(s: float | None) -> str:
-    if s is None:
-        return "-"
-    if s < 120:
-        return f"{s:.0f}s"
-    if s < 7200:
-        return f"{s / 60:.0f}m"
-    return f"{s / 3600:.1f}h"
 
 
 def hosts(
@@ -79,7 +58,7 @@ def hosts(
     quiet: Quiet = False,
 ) -> None:
     """Candidate hosts for a job with these needs, then every rejection reason."""
-    cs = _slots()
+    cs = slots()
     session = open_session(entry, timeout, api_key_env, json_, quiet)
     gpu_mb = gpu_memory.strip()
     gpu_bytes = int(gpu_mb) << 20 if gpu_mb.isdigit() else (parse_size(gpu_mb) or 0)
@@ -100,10 +79,10 @@ def hosts(
         allow_home_compute=allow_home,
     )
     query = cs.CandidateHostsRequest(request=request, limit=limit, include_self=allow_home)
-    from paglets.system.compute_slots.service import OP_CANDIDATE_HOSTS
+    from paglets.system.compute_slots.contract import OP_CANDIDATE_HOSTS
 
     reply = session.call(
-        lambda: call_service(session, session.entry, _contract(), OP_CANDIDATE_HOSTS, query)
+        lambda: call_service(session, session.entry, compute_contract(), OP_CANDIDATE_HOSTS, query)
     )
     if json_:
         print_json(msgspec.to_builtins(reply))
@@ -128,7 +107,7 @@ def hosts(
                     [
                         c.host_name,
                         "yes" if c.fits_now else "no",
-                        _secs(c.expected_start_seconds),
+                        secs(c.expected_start_seconds),
                         f"{c.score:.2f}",
                         f"{c.free_cpu_cores}/{c.job_cpu_cores}",
                         f"{format_size(c.free_memory_bytes)}/{format_size(c.memory_total_bytes)}",
@@ -136,7 +115,7 @@ def hosts(
                         f"{c.free_gpus}/{c.gpus_total}",
                         str(c.queue_length),
                         ",".join(c.tags) or "-",
-                        _secs(c.age_seconds),
+                        secs(c.age_seconds),
                     ]
                     for c in reply.candidates
                 ],
@@ -162,12 +141,10 @@ def status(
     quiet: Quiet = False,
 ) -> None:
     """Per host, from the entry's gossip table: resources, running, queued, draining, age."""
-    from paglets.cli.mesh_summary import member_resources
+    from paglets.cli.mesh_summary import gossip_members, member_resources
 
     session = open_session(entry, timeout, api_key_env, json_, quiet)
-    answer = session.call(lambda: session.client.get_json(f"{session.entry}/mesh/members"))
-    members = [m for m in (answer or {}).get("members") or () if isinstance(m, dict)]
-    members.sort(key=lambda m: (not m.get("self"), str(m.get("name"))))
+    members = gossip_members(session)
     rows = []
     for m in members:
         r = member_resources(m)
@@ -220,7 +197,7 @@ def status(
             str(r["running_jobs"]),
             str(r["queue_length"]),
             "no" if r["accepting"] else "yes",
-            _secs(r["age_seconds"]),
+            secs(r["age_seconds"]),
         ]
         if wide:
             line += [

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from paglets.cli.errors import EXIT_FAILED
-from paglets.cli.mesh_summary import member_resources
+from paglets.cli.mesh_summary import gossip_members, member_resources
 from paglets.cli.mesh_summary import summary as _summary
 from paglets.cli.mesh_targets import targets as _targets
 from paglets.cli.session import (
@@ -95,11 +95,9 @@ def hosts(
             f"--status: unknown state {sorted(unknown)[0]!r} (one of: {', '.join(STATUSES)})"
         )
     session = open_session(entry, timeout, api_key_env, json_, quiet)
-    answer = session.call(lambda: session.client.get_json(f"{session.entry}/mesh/members"))
-    members = [m for m in (answer or {}).get("members") or () if isinstance(m, dict)]
+    members = gossip_members(session)
     if wanted:
         members = [m for m in members if _status(m) in wanted]
-    members.sort(key=lambda m: (not m.get("self"), str(m.get("name"))))
     if json_:
         print_json({"hosts": members})
     elif members:

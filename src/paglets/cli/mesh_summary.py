@@ -1,8 +1,9 @@
 """`paglets mesh summary` (cli.md §3): every member's resources from the entry host's
 gossip table, one row each. No other host is asked (jobs.md §1.4: no fan-out).
 
-`member_resources(member)` flattens one `GET /mesh/members` entry into jobs.md's field
-names; `paglets mesh hosts` and `targets` read the same values.
+`gossip_members(session)` is that table (`GET /mesh/members`, the entry first) and
+`member_resources(member)` flattens one entry into jobs.md's field names; `paglets mesh
+hosts`, `targets` and `paglets jobs status` read the same values.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from paglets.cli.session import (
     Entry,
     Json,
     Quiet,
+    Session,
     Timeout,
     open_session,
     print_json,
@@ -24,9 +26,27 @@ from paglets.cli.session import (
 )
 from paglets.cli.values import option, parse_duration, parse_int
 
-__all__ = ["DEFAULT_MAX_AGE", "member_resources", "summary"]
+__all__ = ["DEFAULT_MAX_AGE", "MaxAge", "gossip_members", "member_resources", "summary"]
 
 DEFAULT_MAX_AGE = 20.0  # cli.md §3: --max-age 0 means 20 s
+
+MaxAge = Annotated[
+    float,
+    typer.Option(
+        "--max-age",
+        metavar="DURATION",
+        parser=option(parse_duration),
+        help="Leave out hosts whose load is older (0 = 20s).",
+    ),
+]
+
+
+def gossip_members(session: Session) -> list[dict[str, Any]]:
+    """The entry's membership view (`GET /mesh/members`): the entry first, then by name."""
+    answer = session.call(lambda: session.client.get_json(f"{session.entry}/mesh/members"))
+    members = [m for m in (answer or {}).get("members") or () if isinstance(m, dict)]
+    members.sort(key=lambda m: (not m.get("self"), str(m.get("name"))))
+    return members
 
 
 def member_resources(member: dict[str, Any]) -> dict[str, Any]:
@@ -118,15 +138,7 @@ def _row(member: dict[str, Any]) -> dict[str, Any]:
 
 
 def summary(
-    max_age: Annotated[
-        float,
-        typer.Option(
-            "--max-age",
-            metavar="DURATION",
-            parser=option(parse_duration),
-            help="Leave out hosts whose load is older (0 = 20s).",
-        ),
-    ] = 0.0,
+    max_age: MaxAge = 0.0,
     limit: Annotated[
         int,
         typer.Option(
@@ -146,9 +158,7 @@ def summary(
     """Each member's load as the entry host last heard it: cores, CPU, memory, GPUs."""
     newest = max_age if max_age > 0 else DEFAULT_MAX_AGE
     session = open_session(entry, timeout, api_key_env, json_, quiet)
-    answer = session.call(lambda: session.client.get_json(f"{session.entry}/mesh/members"))
-    members = [m for m in (answer or {}).get("members") or () if isinstance(m, dict)]
-    members.sort(key=lambda m: (not m.get("self"), str(m.get("name"))))
+    members = gossip_members(session)
     shown: list[dict[str, Any]] = []
     stale: list[str] = []
     for member in members:

@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from paglets.cli.errors import EXIT_FAILED, CliError
+from paglets.cli.mesh_summary import MaxAge
 from paglets.cli.output import format_size
 from paglets.cli.session import (
     ApiKeyEnv,
@@ -25,7 +26,7 @@ from paglets.cli.session import (
     print_json,
     table,
 )
-from paglets.cli.values import option, parse_duration, parse_int, parse_size
+from paglets.cli.values import option, parse_int, parse_size
 
 __all__ = ["targets"]
 
@@ -67,15 +68,7 @@ def targets(
             help="At most N hosts (0 = all).",
         ),
     ] = 5,
-    max_age: Annotated[
-        float,
-        typer.Option(
-            "--max-age",
-            metavar="DURATION",
-            parser=option(parse_duration),
-            help="Leave out hosts whose load is older (0 = 20s).",
-        ),
-    ] = 0.0,
+    max_age: MaxAge = 0.0,
     max_load_per_cpu: Annotated[
         float,
         typer.Option(

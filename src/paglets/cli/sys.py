@@ -12,13 +12,13 @@ and names the hosts that failed or stayed silent in an "Errors" section (exit 1)
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
 
 from paglets.cli.errors import EXIT_FAILED
-from paglets.cli.fanout import FanOut, Target, call_service, failure_rows, fan_out, fanout_targets
+from paglets.cli.fanout import FanOut, ask_service, report_failures
 from paglets.cli.output import format_size
 from paglets.cli.session import (
     ApiKeyEnv,
@@ -54,16 +54,6 @@ Hosts = Annotated[
 ]
 
 
-def _run(
-    session: Session,
-    hosts: Sequence[str] | None,
-    call: Callable[[Target, float], Any],
-    timeout: float,
-) -> FanOut:
-    targets = fanout_targets(session, hosts)
-    return fan_out(session, targets, call, timeout=timeout)
-
-
 def _finish(
     session: Session,
     result: FanOut,
@@ -83,8 +73,7 @@ def _finish(
             show(replies)
         elif not result.failures:
             print("No host answered.")
-        if result.failures:
-            table("Errors", ["host", "error"], failure_rows(result.failures))
+        report_failures(session, result.failures, "Errors")
     if result.failures or not replies:
         raise typer.Exit(EXIT_FAILED)
 
@@ -115,11 +104,7 @@ def summary(
     from paglets.system.server_info.contract import SERVER_INFO, SUMMARY
 
     session = open_session(entry, timeout, api_key_env, json_, quiet)
-
-    def call(target: Target, remaining: float) -> Any:
-        return call_service(session, target.url, SERVER_INFO, SUMMARY, timeout=remaining)
-
-    result = _run(session, host, call, timeout)
+    result = ask_service(session, host, SERVER_INFO, SUMMARY)
 
     def show(replies: list[Any]) -> None:
         table(
@@ -184,11 +169,7 @@ def load(
     interval = min(interval, MAX_INTERVAL)
     session = open_session(entry, timeout + interval, api_key_env, json_, quiet)
     request = LoadRequest(interval=interval, include_gpu=gpu)
-
-    def call(target: Target, remaining: float) -> Any:
-        return call_service(session, target.url, SERVER_INFO, LOAD, request, timeout=remaining)
-
-    result = _run(session, host, call, timeout + interval)
+    result = ask_service(session, host, SERVER_INFO, LOAD, request)
 
     def show(replies: list[Any]) -> None:
         table(
@@ -236,11 +217,7 @@ def df(
 
     session = open_session(entry, timeout, api_key_env, json_, quiet)
     request = DfRequest(paths=tuple(paths or ()), all_volumes=all_volumes)
-
-    def call(target: Target, remaining: float) -> Any:
-        return call_service(session, target.url, SERVER_INFO, DF, request, timeout=remaining)
-
-    result = _run(session, host, call, timeout)
+    result = ask_service(session, host, SERVER_INFO, DF, request)
 
     def rows(reply: Any) -> list[dict[str, Any]]:
         return [{"host": reply.host_name, **_wire(v)} for v in reply.volumes]
@@ -301,11 +278,7 @@ def ps(
 
     session = open_session(entry, timeout, api_key_env, json_, quiet)
     request = PlistRequest(query=query, limit=limit, include_args=args)
-
-    def call(target: Target, remaining: float) -> Any:
-        return call_service(session, target.url, SERVER_INFO, PLIST, request, timeout=remaining)
-
-    result = _run(session, host, call, timeout)
+    result = ask_service(session, host, SERVER_INFO, PLIST, request)
 
     def rows(reply: Any) -> list[dict[str, Any]]:
         return [{"host": reply.host_name, **_wire(p)} for p in reply.processes]

@@ -50,10 +50,16 @@ class _Classic(ExampleDriver):
     def helper_state(self, **fields: Any) -> dict[str, Any]:
         return {"driver_id": self.agent_id, "driver_url": self.context.address, **fields}
 
-    def make(self, cls: str, state: Any, host_url: str | None = None) -> Any:
-        """Create a helper (here, or on `host_url`) and track it for cleanup."""
+    def make(
+        self, cls: str, state: Any, host_url: str | None = None, *, moving: bool = False
+    ) -> Any:
+        """Create a helper (here, or on `host_url`) and track it for cleanup (on every
+        host when it is `moving`: wherever the end finds it)."""
         proxy = self.context.create_paglet(cls, state, host_url=host_url)
-        self.track(proxy.get_address(), proxy.get_agent_id())
+        if moving:
+            self.track_everywhere(proxy.get_agent_id())
+        else:
+            self.track(proxy.get_address(), proxy.get_agent_id())
         return proxy
 
     def others(self) -> list[Any]:
@@ -70,7 +76,9 @@ class HelloExample(_Classic):
         route = [h.url for h in self.others()] + [home]
         names = {h.url: h.name for h in self.hosts()}
         self.say(f"hello: a traveller visits {', '.join(names.get(u, u) for u in route)}")
-        traveller = self.make(f"{AGENTS}:HelloTraveller", self.helper_state(route=route))
+        traveller = self.make(
+            f"{AGENTS}:HelloTraveller", self.helper_state(route=route), moving=True
+        )
         stops = []
         for i in range(len(route) + 1):
             stop = self.wait_report(f"stop-{i}")
@@ -125,7 +133,7 @@ class FinderExample(_Classic):
         home = self.context.address
         route = [h.url for h in self.others()] + [home]
         registry = self.make(f"{AGENTS}:FinderRegistry", None)
-        traveller = self.make(
+        self.make(  # disposed at the end, wherever it is
             f"{AGENTS}:FinderTraveller",
             self.helper_state(
                 route=route,
@@ -135,6 +143,7 @@ class FinderExample(_Classic):
                     "registry_url": registry.get_address(),
                 },
             ),
+            moving=True,
         )
         self.say(f"finder: registry {registry.get_agent_id()[:12]} on {self.context.name}")
         found = []
@@ -153,7 +162,6 @@ class FinderExample(_Classic):
                 proxy.send(Message("go"), timeout=min(10.0, self.remaining()))
         history = registry.send(Message("history"), timeout=min(10.0, self.remaining()))
         self.say(f"  registrations: {' -> '.join(h['host'] for h in history)}")
-        self.track(self.context.address, traveller.get_agent_id())  # home again
         return {"found": found}
 
 
@@ -170,6 +178,7 @@ class ItineraryExample(_Classic):
         traveller = self.make(
             f"{AGENTS}:ItineraryTraveller",
             _typed(f"{AGENTS}:ItineraryState", state),
+            moving=True,
         )
         visits = self.wait_report("visits")
         self.untrack(traveller.get_agent_id())
@@ -194,6 +203,7 @@ class MasterSlaveExample(_Classic):
             slave = self.make(
                 f"{AGENTS}:Slave",
                 self.helper_state(route=[host.url, home], data={"index": index}),
+                moving=True,
             )
             slaves.append(slave.get_agent_id())
         results = []
@@ -284,7 +294,9 @@ class MobilityEventsExample(_Classic):
         home = self.context.address
         other = self.others()[0]
         self.say(f"mobility-events: {self.context.name} -> {other.name} -> {self.context.name}")
-        recorder = self.make(f"{AGENTS}:HookRecorder", self.helper_state(route=[other.url, home]))
+        self.make(  # disposed at the end, wherever it is
+            f"{AGENTS}:HookRecorder", self.helper_state(route=[other.url, home]), moving=True
+        )
         clone = self.wait_report("clone")
         report = self.wait_report("events")
         for event in report["events"]:
@@ -292,7 +304,6 @@ class MobilityEventsExample(_Classic):
         self.say(f"  the clone (made on {clone['host']}) saw:")
         for event in clone["events"]:
             self.say(f"  {event['hook']:<16} on {event['host']}{_extra(event)}")
-        self.track(home, recorder.get_agent_id())
         return {
             "events": [[e["hook"], e["host"]] for e in report["events"]],
             "clone_events": [[e["hook"], e["host"]] for e in clone["events"]],

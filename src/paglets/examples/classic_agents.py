@@ -18,6 +18,7 @@ from paglets import Message, Paglet
 from paglets.core.agent import PagletState
 from paglets.core.errors import PagletError
 from paglets.core.itinerary import ItineraryPlan
+from paglets.examples.runner import dispatch_retrying
 
 __all__ = [
     "CloneWorker",
@@ -73,7 +74,12 @@ class Helper(Paglet[HelperState]):
                 return False
             target = s.route[s.stop]
             s.stop += 1
-        self.dispatch(target)
+        try:
+            dispatch_retrying(self, target)
+        except BaseException:
+            with self.locked_state() as s:
+                s.stop -= 1
+            raise
         return True
 
     def _dispose_quietly(self) -> None:
@@ -241,6 +247,18 @@ class ItineraryState(HelperState):
     visits: list[dict[str, Any]] = field(default_factory=list)
 
 
+class _Revisiting:
+    """What `ItineraryPlan.dispatch_next` dispatches: the paglet, with `dispatch_retrying`."""
+
+    __slots__ = ("paglet",)
+
+    def __init__(self, paglet: Paglet[Any]) -> None:
+        self.paglet = paglet
+
+    def dispatch(self, target: str) -> Any:
+        return dispatch_retrying(self.paglet, target)
+
+
 class ItineraryTraveller(Paglet[ItineraryState]):
     """Follows an `ItineraryPlan` (paglets.core.itinerary): at each destination it notes
     the host and its load, then `plan.dispatch_next(self)`; when the plan is done it
@@ -266,7 +284,7 @@ class ItineraryTraveller(Paglet[ItineraryState]):
                     }
                 )
         with self.locked_state() as s:
-            proxy = s.plan.dispatch_next(self)
+            proxy = s.plan.dispatch_next(_Revisiting(self))
         if proxy is not None:
             return  # on its way
         driver = self.context.get_proxy(state.driver_id, host_url=state.driver_url)
@@ -356,10 +374,14 @@ class HookRecorder(Helper):
         self._note("on_creation")
 
     def on_dispatching(self, event: Any) -> None:
-        self._note("on_dispatching", to=str(getattr(event, "target", "") or ""))
+        self._note("on_dispatching", to=getattr(event, "target_host_name", ""))
 
     def on_arrival(self, event: Any) -> None:
-        self._note("on_arrival")
+        self._note(
+            "on_arrival",
+            came_from=getattr(event, "source_host_name", ""),
+            epoch=getattr(event, "epoch", 0),
+        )
 
     def on_cloning(self, event: Any) -> None:
         self._note("on_cloning")

@@ -28,6 +28,7 @@ from paglets.core.errors import PagletError
 
 __all__ = [
     "FINISHED",
+    "dispatch_retrying",
     "START_GRACE",
     "ExampleDriver",
     "ExampleState",
@@ -36,6 +37,25 @@ __all__ = [
 
 FINISHED = "finished"
 START_GRACE = 60.0
+REVISIT_TRIES = 8  # dispatch_retrying: 0.05 s doubling, about 6 s in all
+
+
+def dispatch_retrying(paglet: Paglet[Any], target: str) -> Any:
+    """`paglet.dispatch(target)`, retried a few times while `target` still holds the
+    record of this paglet's previous stay there: a host left moments ago may still be
+    finishing the departure and refuse the return with "already exists"."""
+    from paglets.core.errors import TransferError
+
+    delay = 0.05
+    for attempt in range(REVISIT_TRIES):
+        try:
+            return paglet.dispatch(target)
+        except TransferError as exc:
+            if "already exists" not in str(exc) or attempt == REVISIT_TRIES - 1:
+                raise
+        time.sleep(delay)  # the target finishes the earlier departure meanwhile
+        delay *= 2
+    raise AssertionError("unreachable")
 
 
 class ExampleTimeout(PagletError):
@@ -68,6 +88,15 @@ class ExampleDriver(Paglet[ExampleState]):
     def on_creation(self, event: Any) -> None:
         if not self.state.created_at:
             self.state.created_at = time.time()
+
+    def on_disposing(self, event: Any) -> None:
+        # Disposed before the end (the CLI was interrupted): what it made goes too. A
+        # thread, so this hook does not wait for other hosts.
+        if self.state.created:
+            proxies = self._tracked_proxies()
+            threading.Thread(
+                target=_dispose_all, args=(proxies,), daemon=True, name="example-cleanup"
+            ).start()
 
     # -- messages ---------------------------------------------------------------------------
 
@@ -118,6 +147,12 @@ class ExampleDriver(Paglet[ExampleState]):
         with self.locked_state() as s:
             if [host_url, agent_id] not in s.created:
                 s.created.append([host_url, agent_id])
+
+    def track_everywhere(self, agent_id: str) -> None:
+        """Dispose this moving paglet at the end wherever it is: on every online host
+        (a host where it is not answers "not found", which is fine)."""
+        for host in self.hosts():
+            self.track(host.url, agent_id)
 
     def untrack(self, agent_id: str) -> None:
         """The paglet is gone (it disposed itself): nothing to clean up."""
@@ -174,30 +209,18 @@ class ExampleDriver(Paglet[ExampleState]):
 
     def _cleanup(self) -> list[str]:
         """Dispose every tracked paglet, in parallel; a paglet already gone is fine."""
-        from paglets.core.errors import InvalidAgentError
-
-        errors: list[str] = []
-        created = [tuple(c) for c in self.state.created]
-
-        def dispose(url: str, agent_id: str) -> None:
-            proxy = self.context.get_proxy(agent_id, host_url=url)
-            try:
-                if proxy is not None:
-                    proxy.dispose()
-            except InvalidAgentError:
-                pass  # gone already (it disposed itself)
-            except Exception as exc:
-                if "not found" not in str(exc).lower() and "unknown" not in str(exc).lower():
-                    errors.append(f"{agent_id} on {url}: {type(exc).__name__}: {exc}")
-
-        threads = [threading.Thread(target=dispose, args=c, daemon=True) for c in created]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(15.0)
+        proxies = self._tracked_proxies()
         with self.locked_state() as s:
             s.created = []
-        return errors
+        return _dispose_all(proxies)
+
+    def _tracked_proxies(self) -> list[Any]:
+        proxies = []
+        for url, agent_id in [tuple(c) for c in self.state.created]:
+            proxy = self.context.get_proxy(agent_id, host_url=url)
+            if proxy is not None:
+                proxies.append(proxy)
+        return proxies
 
     def _dispose_quietly(self) -> None:
         try:
@@ -234,3 +257,26 @@ class ExampleDriver(Paglet[ExampleState]):
                 metadata=outcome,
             ),
         )
+
+
+def _dispose_all(proxies: list[Any]) -> list[str]:
+    """Dispose these paglets in parallel; one that is gone already is fine."""
+    from paglets.core.errors import InvalidAgentError
+
+    errors: list[str] = []
+
+    def dispose(proxy: Any) -> None:
+        try:
+            proxy.dispose()
+        except InvalidAgentError:
+            pass  # gone already (it disposed itself)
+        except Exception as exc:
+            where = f"{proxy.get_agent_id()} on {proxy.get_address()}"
+            errors.append(f"{where}: {type(exc).__name__}: {exc}")
+
+    threads = [threading.Thread(target=dispose, args=(p,), daemon=True) for p in proxies]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(15.0)
+    return errors

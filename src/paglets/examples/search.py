@@ -115,6 +115,7 @@ class Searcher(MeshFanoutMixin, Paglet[SearchState]):
     """The parent on the entry host, and its clones on the searched hosts."""
 
     State = SearchState
+    state: SearchState  # MeshFanoutMixin's annotation names the base state class
 
     def on_creation(self, event: Any) -> None:
         if not self.state.created_at:

@@ -453,7 +453,7 @@ def run_search(
                         time.sleep(pace)
                     if options.mode == "find":
                         if _find_matches(entry, regex, options):
-                            hit = {"kind": entry.kind, "path": entry.shown}
+                            hit: dict[str, Any] = {"kind": entry.kind, "path": entry.shown}
                             if entry.kind != "dir":
                                 hit["size"] = entry.size
                             counted(hit)

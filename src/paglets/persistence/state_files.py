@@ -130,7 +130,10 @@ class StateFiles:
             on_commit(lambda: _unlink(self.root / old))
             on_rollback(lambda: self._names.__setitem__(owner, old))
         else:
-            on_rollback(lambda: self._names.pop(owner, None))
+            on_rollback(lambda: self._forget(owner))
+
+    def _forget(self, owner: str) -> None:
+        self._names.pop(owner, None)
 
     def _write(self, path: Path, data: bytes) -> None:
         self.root.mkdir(parents=True, exist_ok=True)

@@ -561,13 +561,13 @@ def host_ref(
         if error is None and member.name_conflict:
             error = f"name {record.name!r} is held by several hosts"
         incarnation = member.incarnation
-        load = member.summaries.get("load")
+        load_summary = member.summaries.get("load")
         spec_summary = member.summaries.get("spec")
         resources = resources_view(
             spec_summary.body if spec_summary is not None else None,
-            load.body if load is not None else None,
+            load_summary.body if load_summary is not None else None,
             spec_version=record.spec_version or None,
-            load_age_s=None if load is None else now - load.received_at,
+            load_age_s=None if load_summary is None else now - load_summary.received_at,
         )
     return HostRef(
         name=record.name,

@@ -7,7 +7,11 @@
   started without `--auto-update-from-git`. Without `target_hash` the upstream's tip is the
   target.
 * `GET /admin/git-update` → the checkout, its heads and the current or last run.
-* `POST /admin/drain {drain: bool}` → `{draining, running_jobs, queued}`.
+* `POST /admin/drain {drain: bool}` → `{draining, running_jobs, queued}`: the counts come
+  from the host's compute-slots scheduler (running = granted or running leases; queued =
+  its queue, which a draining host redirects to hosts that can start the jobs sooner).
+  Admission stops at once, not at the next tick. `paglets host drain --wait` repeats the
+  call until `running_jobs` is 0.
 """
 
 from __future__ import annotations
@@ -86,9 +90,18 @@ def admin_routes(host: Host) -> list[web.RouteDef]:
         body: DrainBody = decode_body(request, data, DrainBody)
 
         def run() -> dict[str, Any]:
+            from paglets.system.compute_slots.graceful import job_counts
+            from paglets.system.compute_slots.host_slots import existing_runtime
+
             host.drain.set(body.drain, reason="admin")
-            # No job scheduler in this build: nothing runs or waits as a compute job.
-            return {"draining": host.drain.active, "running_jobs": 0, "queued": 0}
+            rt = existing_runtime(host)
+            if rt is not None:  # admission follows the drain now, not at the next tick
+                with rt.lock:
+                    rt.scheduler.set_accepting(
+                        not host.drain.active and host.resource_monitor.accepting
+                    )
+                rt.wake()
+            return {"draining": host.drain.active, **job_counts(host)}
 
         return reply(request, await host.http.run_blocking(run))
 

@@ -153,6 +153,7 @@ class Host(HostServiceMethods):
         artifact_owner_cleanup: str = "delete",
         file_roots: list[str | Path] | None = None,
         system_services: bool = True,
+        restart_grace: float = 600.0,
     ) -> None:
         if not isinstance(name, str) or not name.strip():
             raise HostError("a host needs a name, e.g. Host('alpha')")
@@ -223,6 +224,9 @@ class Host(HostServiceMethods):
         # The built-in system services (jobs.md §6); False: none (an embedded host that
         # wants no scheduler, or a test counting its own paglets).
         self.system_services = system_services
+        # jobs.md §3.7: at a graceful stop, running compute jobs get this long to finish.
+        self.restart_grace = float(restart_grace)
+        self.echo_user_info = False  # print user-info notifications here (--echo-user-info)
         self.artifact_owner_cleanup = artifact_owner_cleanup  # jobs.md §5
         self.ui_enabled = ui  # the dashboard at /ui (http_ui.py)
         self.metrics_enabled = metrics  # GET /metrics (metrics.py)
@@ -381,9 +385,15 @@ class Host(HostServiceMethods):
                 )
         self._stopped_event.wait()
 
-    def shutdown(self, *, grace: float = 10.0) -> None:
+    def shutdown(self, *, grace: float = 10.0, restart_grace: float | None = None) -> None:
         """Refuse new arrivals, deactivate every live paglet (`"shutdown"`, back at next
-        start), save the ones still busy after `grace` from their last checkpoint, stop."""
+        start), save the ones still busy after `grace` from their last checkpoint, stop.
+        Running compute jobs first get `restart_grace` (default `self.restart_grace`) to
+        finish; the rest are stopped without using up an attempt (compute_slots/graceful.py)."""
+        if self._state == "running":
+            from paglets.system.compute_slots.graceful import finish_running_jobs
+
+            finish_running_jobs(self, self.restart_grace if restart_grace is None else restart_grace)
         if not self._begin_stop():
             return
         self._leave_mesh()

@@ -30,6 +30,7 @@ from paglets.runtime.http_auth import Auth, host_id_of, mesh_hello
 from paglets.runtime.http_idempotency import IdempotencyCache
 from paglets.runtime.http_ui import ui_routes
 from paglets.runtime.http_wire import HttpRefusal
+from paglets.runtime.jobs_routes import jobs_routes
 from paglets.runtime.mesh_routes import mesh_routes
 from paglets.runtime.metrics import metrics_routes
 from paglets.runtime.operator_actions import operator_routes
@@ -101,6 +102,7 @@ class HttpServer:
         app.add_routes(ui_routes(self.host))
         app.add_routes(metrics_routes(self.host))
         app.add_routes(operator_routes(self.host))  # POST /transfers/{tid}/resolve
+        app.add_routes(jobs_routes(self.host))  # GET /jobs, /jobs/queue, /jobs/groups
         self.peer = peer_socket.mount(app, self)  # GET /peer/ws: the message fast path
         relay_hub.mount(app, self.host)  # /relay/ws, /relay/hosts/{name}/..., diagnostics
         return app

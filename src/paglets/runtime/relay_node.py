@@ -192,7 +192,8 @@ class RelayNode:
                 protocols=(SUBPROTOCOL,),
                 headers=headers,
                 max_msg_size=MAX_FRAME_BYTES,
-                timeout=aiohttp.ClientWSTimeout(ws_close=5.0),
+                # aiohttp's stubs miss ClientWSTimeout's fields; the call is right at runtime.
+                timeout=aiohttp.ClientWSTimeout(ws_close=5.0),  # pyright: ignore[reportCallIssue]
                 autoping=True,
             )
         except aiohttp.WSServerHandshakeError as exc:

@@ -2,7 +2,10 @@
 
 They are mixins so that `core/agent.py` and `runtime/host.py` stay small: each method is a
 thin call into the host's `ServiceRegistry` (`host.services.registry`) or the resident
-service manager. Nothing heavy is imported until a helper runs.
+service manager. Nothing heavy is imported until a helper runs. `lookup_services`,
+`lookup_contract(s)`, `require_contract` and `lease_contract` read the same on all three, so
+they are written once (`_ContractLookups`); each mixin says only which host, which handle
+target and what holds a lease.
 
 * context: `advertise_service(name, …, agent_id=None)`, `unadvertise_service`,
   `lookup_service` (a `PagletProxyRef`), `lookup_services` (records),
@@ -109,10 +112,102 @@ def _lease(
     return lease_handle(_handles(resident[:1], contract, target)[0], ttl=ttl)
 
 
+def _advertise_contract(
+    host: Any,
+    agent_id: str,
+    contract: ServiceContract,
+    scope: ServiceScope | str,
+    ttl: float | None,
+    metadata: Mapping[str, Any] | None,
+) -> ServiceRecord:
+    return _registry(host).advertise(
+        agent_id,
+        contract.name,
+        capabilities=contract.capabilities,
+        metadata=contract.advertise_metadata(metadata),
+        scope=scope,
+        ttl=ttl,
+    )
+
+
+# -- the contract helpers, one implementation for all three --------------------------------
+
+
+class _ContractLookups:
+    """The lookups that read the same on a context, a paglet and a host; each says which host
+    holds the registry (`_services_host`), what a handle calls through (`_services_target`)
+    and what holds a lease it takes (`_keep_lease`)."""
+
+    __slots__ = ()
+
+    def _services_host(self) -> Any:
+        raise NotImplementedError
+
+    def _services_target(self) -> Any:
+        raise NotImplementedError
+
+    def _keep_lease(self, lease: ServiceLease) -> None:
+        """Nothing by default: the caller holds the lease."""
+
+    def lookup_services(
+        self,
+        name: str | None = None,
+        *,
+        capability: str | None = None,
+        scope: ServiceScope | str = LOCAL,
+    ) -> list[ServiceRecord]:
+        return _registry(self._services_host()).lookup(name, capability=capability, scope=scope)
+
+    def lookup_contract(
+        self,
+        contract: ServiceContract,
+        *,
+        operation: ServiceOperation[Any, Any] | str | None = None,
+        scope: ServiceScope | str = LOCAL,
+    ) -> ServiceHandle | None:
+        found = _find(self._services_host(), contract, operation, scope, first=True)
+        return _handles(found, contract, self._services_target())[0] if found else None
+
+    def lookup_contracts(
+        self,
+        contract: ServiceContract,
+        *,
+        operation: ServiceOperation[Any, Any] | str | None = None,
+        scope: ServiceScope | str = LOCAL,
+    ) -> list[ServiceHandle]:
+        found = _find(self._services_host(), contract, operation, scope, first=False)
+        return _handles(found, contract, self._services_target())
+
+    def require_contract(
+        self,
+        contract: ServiceContract,
+        *,
+        operation: ServiceOperation[Any, Any] | str | None = None,
+        scope: ServiceScope | str = LOCAL,
+    ) -> ServiceHandle:
+        handle = self.lookup_contract(contract, operation=operation, scope=scope)
+        if handle is None:
+            raise _not_found(contract, operation, scope)
+        return handle
+
+    def lease_contract(
+        self,
+        contract: ServiceContract,
+        *,
+        operation: ServiceOperation[Any, Any] | str | None = None,
+        scope: ServiceScope | str = LOCAL,
+        ttl: float = 60.0,
+    ) -> ServiceLease:
+        target = self._services_target()
+        lease = _lease(self._services_host(), contract, operation, scope, ttl, target)
+        self._keep_lease(lease)
+        return lease
+
+
 # -- PagletContext -------------------------------------------------------------------------
 
 
-class ContextServiceHelpers:
+class ContextServiceHelpers(_ContractLookups):
     """Mixed into `PagletContext` (which provides `_host`, `_own_id`, `_cell`)."""
 
     __slots__ = ()
@@ -120,6 +215,21 @@ class ContextServiceHelpers:
     _host: Any
     _cell: Any
     _own_id: Any  # PagletContext._own_id(agent_id=None) -> str
+
+    def _services_host(self) -> Any:
+        return self._host
+
+    def _services_target(self) -> Any:
+        return self
+
+    def _keep_lease(self, lease: ServiceLease) -> None:
+        cell = self._cell
+        if cell is not None:
+            # Held by this paglet: released when it leaves (a suppressed resource).
+            resources = cell.paglet.resources
+            name = f"service-lease:{lease.lease_id}"
+            resources.register(name, lease.release, suppress=True)
+            lease.on_release(lambda: resources.remove(name))
 
     def advertise_service(
         self,
@@ -149,15 +259,6 @@ class ContextServiceHelpers:
         found = _registry(self._host).lookup(name, capability=capability, scope=scope, first=True)
         return found[0].proxy if found else None
 
-    def lookup_services(
-        self,
-        name: str | None = None,
-        *,
-        capability: str | None = None,
-        scope: ServiceScope | str = LOCAL,
-    ) -> list[ServiceRecord]:
-        return _registry(self._host).lookup(name, capability=capability, scope=scope)
-
     def advertise_contract(
         self,
         contract: ServiceContract,
@@ -167,63 +268,9 @@ class ContextServiceHelpers:
         metadata: Mapping[str, Any] | None = None,
         agent_id: str | None = None,
     ) -> ServiceRecord:
-        return _registry(self._host).advertise(
-            self._own_id(agent_id),
-            contract.name,
-            capabilities=contract.capabilities,
-            metadata=contract.advertise_metadata(metadata),
-            scope=scope,
-            ttl=ttl,
+        return _advertise_contract(
+            self._host, self._own_id(agent_id), contract, scope, ttl, metadata
         )
-
-    def lookup_contract(
-        self,
-        contract: ServiceContract,
-        *,
-        operation: ServiceOperation[Any, Any] | str | None = None,
-        scope: ServiceScope | str = LOCAL,
-    ) -> ServiceHandle | None:
-        found = _find(self._host, contract, operation, scope, first=True)
-        return _handles(found, contract, self)[0] if found else None
-
-    def lookup_contracts(
-        self,
-        contract: ServiceContract,
-        *,
-        operation: ServiceOperation[Any, Any] | str | None = None,
-        scope: ServiceScope | str = LOCAL,
-    ) -> list[ServiceHandle]:
-        return _handles(_find(self._host, contract, operation, scope, first=False), contract, self)
-
-    def require_contract(
-        self,
-        contract: ServiceContract,
-        *,
-        operation: ServiceOperation[Any, Any] | str | None = None,
-        scope: ServiceScope | str = LOCAL,
-    ) -> ServiceHandle:
-        handle = self.lookup_contract(contract, operation=operation, scope=scope)
-        if handle is None:
-            raise _not_found(contract, operation, scope)
-        return handle
-
-    def lease_contract(
-        self,
-        contract: ServiceContract,
-        *,
-        operation: ServiceOperation[Any, Any] | str | None = None,
-        scope: ServiceScope | str = LOCAL,
-        ttl: float = 60.0,
-    ) -> ServiceLease:
-        lease = _lease(self._host, contract, operation, scope, ttl, self)
-        cell = self._cell
-        if cell is not None:
-            # Held by this paglet: released when it leaves (a suppressed resource).
-            resources = cell.paglet.resources
-            name = f"service-lease:{lease.lease_id}"
-            resources.register(name, lease.release, suppress=True)
-            lease.on_release(lambda: resources.remove(name))
-        return lease
 
     def service_settings(self, name: str) -> dict[str, Any]:
         """**New.** The launch config's `[services.<name>]` tunables (empty without)."""
@@ -233,12 +280,22 @@ class ContextServiceHelpers:
 # -- Paglet --------------------------------------------------------------------------------
 
 
-class PagletServiceHelpers:
-    """Mixed into `Paglet`: the context's helpers for this paglet (no `agent_id=`)."""
+class PagletServiceHelpers(_ContractLookups):
+    """Mixed into `Paglet`: the context's helpers for this paglet (no `agent_id=`); the
+    contract lookups come from `_ContractLookups` through the context."""
 
     __slots__ = ()
 
     context: Any  # Paglet.context
+
+    def _services_host(self) -> Any:
+        return self.context._services_host()
+
+    def _services_target(self) -> Any:
+        return self.context
+
+    def _keep_lease(self, lease: ServiceLease) -> None:
+        self.context._keep_lease(lease)
 
     def advertise_service(
         self,
@@ -261,15 +318,6 @@ class PagletServiceHelpers:
     ) -> PagletProxyRef | None:
         return self.context.lookup_service(name, capability=capability, scope=scope)
 
-    def lookup_services(
-        self,
-        name: str | None = None,
-        *,
-        capability: str | None = None,
-        scope: ServiceScope | str = LOCAL,
-    ) -> list[ServiceRecord]:
-        return self.context.lookup_services(name, capability=capability, scope=scope)
-
     def advertise_contract(
         self,
         contract: ServiceContract,
@@ -280,43 +328,6 @@ class PagletServiceHelpers:
     ) -> ServiceRecord:
         return self.context.advertise_contract(contract, scope=scope, ttl=ttl, metadata=metadata)
 
-    def lookup_contract(
-        self,
-        contract: ServiceContract,
-        *,
-        operation: ServiceOperation[Any, Any] | str | None = None,
-        scope: ServiceScope | str = LOCAL,
-    ) -> ServiceHandle | None:
-        return self.context.lookup_contract(contract, operation=operation, scope=scope)
-
-    def lookup_contracts(
-        self,
-        contract: ServiceContract,
-        *,
-        operation: ServiceOperation[Any, Any] | str | None = None,
-        scope: ServiceScope | str = LOCAL,
-    ) -> list[ServiceHandle]:
-        return self.context.lookup_contracts(contract, operation=operation, scope=scope)
-
-    def require_contract(
-        self,
-        contract: ServiceContract,
-        *,
-        operation: ServiceOperation[Any, Any] | str | None = None,
-        scope: ServiceScope | str = LOCAL,
-    ) -> ServiceHandle:
-        return self.context.require_contract(contract, operation=operation, scope=scope)
-
-    def lease_contract(
-        self,
-        contract: ServiceContract,
-        *,
-        operation: ServiceOperation[Any, Any] | str | None = None,
-        scope: ServiceScope | str = LOCAL,
-        ttl: float = 60.0,
-    ) -> ServiceLease:
-        return self.context.lease_contract(contract, operation=operation, scope=scope, ttl=ttl)
-
     def service_settings(self, name: str) -> dict[str, Any]:
         return self.context.service_settings(name)
 
@@ -324,10 +335,17 @@ class PagletServiceHelpers:
 # -- Host ----------------------------------------------------------------------------------
 
 
-class HostServiceMethods:
-    """Mixed into `Host` (which provides `services`)."""
+class HostServiceMethods(_ContractLookups):
+    """Mixed into `Host` (which provides `services`); handles and leases it hands out call
+    through the host itself."""
 
     services: Any
+
+    def _services_host(self) -> Any:
+        return self
+
+    def _services_target(self) -> Any:
+        return self
 
     def advertise_service(
         self,
@@ -352,15 +370,6 @@ class HostServiceMethods:
         found = self.services.registry.lookup(name, capability=capability, scope=scope, first=True)
         return found[0] if found else None
 
-    def lookup_services(
-        self,
-        name: str | None = None,
-        *,
-        capability: str | None = None,
-        scope: ServiceScope | str = LOCAL,
-    ) -> list[ServiceRecord]:
-        return self.services.registry.lookup(name, capability=capability, scope=scope)
-
     def lease_service_handle(self, handle: ServiceHandle, *, ttl: float = 60.0) -> ServiceLease:
         from paglets.services.handles import lease_handle
 
@@ -375,52 +384,4 @@ class HostServiceMethods:
         ttl: float | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> ServiceRecord:
-        return self.services.registry.advertise(
-            agent_id,
-            contract.name,
-            capabilities=contract.capabilities,
-            metadata=contract.advertise_metadata(metadata),
-            scope=scope,
-            ttl=ttl,
-        )
-
-    def lookup_contract(
-        self,
-        contract: ServiceContract,
-        *,
-        operation: ServiceOperation[Any, Any] | str | None = None,
-        scope: ServiceScope | str = LOCAL,
-    ) -> ServiceHandle | None:
-        found = _find(self, contract, operation, scope, first=True)
-        return _handles(found, contract, self)[0] if found else None
-
-    def lookup_contracts(
-        self,
-        contract: ServiceContract,
-        *,
-        operation: ServiceOperation[Any, Any] | str | None = None,
-        scope: ServiceScope | str = LOCAL,
-    ) -> list[ServiceHandle]:
-        return _handles(_find(self, contract, operation, scope, first=False), contract, self)
-
-    def require_contract(
-        self,
-        contract: ServiceContract,
-        *,
-        operation: ServiceOperation[Any, Any] | str | None = None,
-        scope: ServiceScope | str = LOCAL,
-    ) -> ServiceHandle:
-        handle = self.lookup_contract(contract, operation=operation, scope=scope)
-        if handle is None:
-            raise _not_found(contract, operation, scope)
-        return handle
-
-    def lease_contract(
-        self,
-        contract: ServiceContract,
-        *,
-        operation: ServiceOperation[Any, Any] | str | None = None,
-        scope: ServiceScope | str = LOCAL,
-        ttl: float = 60.0,
-    ) -> ServiceLease:
-        return _lease(self, contract, operation, scope, ttl, self)
+        return _advertise_contract(self, agent_id, contract, scope, ttl, metadata)

@@ -381,8 +381,11 @@ def check_code(survey: Survey, *, now: float | None = None) -> Check:
                 label = f"{dist} {result.get('version') or '?'}"
                 versions.setdefault(name, {}).setdefault(label, []).append(who)
             mtime = result.get("module_mtime")
-            known = isinstance(mtime, int | float) and started is not None
-            if known and mtime > started + STALE_SLACK_S:
+            if (
+                isinstance(mtime, int | float)
+                and started is not None
+                and mtime > started + STALE_SLACK_S
+            ):
                 stale.append(f"{who}: {result.get('module_file')} changed after the host started")
                 if who not in stale_hosts:
                     stale_hosts.append(who)

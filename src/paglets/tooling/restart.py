@@ -4,8 +4,9 @@ after an update (network.md section 5, "restart", "graceful restart", "at start"
 A restart happens only when a run succeeded and HEAD differs from the commit the process
 started from. It goes: (1) drain: gossip `draining`, creates get `503 draining`, PREPAREs
 `REJECTED draining`; (2) open transfers decide (up to `TRANSFER_WAIT`; COMMITTED ones stay in
-the outbox and resume after the restart); running compute jobs would get `--restart-grace`
-(there is no job scheduler in this build yet, so there is nothing to wait for); (3) every
+the outbox and resume after the restart); running compute jobs get `--restart-grace` to
+finish, then are stopped without using up an attempt (`Host.shutdown` does this through
+`paglets.system.compute_slots.graceful`; they run again after the restart); (3) every
 live paglet is saved by `Host.shutdown` (after its turn if that ends within
 `--shutdown-grace`, else from its last checkpoint; all come back at the next start); (4) the
 listeners close; (5) the process re-executes itself with the same arguments: `uv run paglets
@@ -113,9 +114,8 @@ def drain_and_stop(
     while open_now and time.monotonic() < deadline:
         time.sleep(_POLL)
         open_now = _open_transfers(host)
-    # `restart_grace` bounds running compute jobs; this build has no job scheduler yet.
-    del restart_grace
-    host.shutdown(grace=shutdown_grace)
+    # Running compute jobs get `restart_grace` to finish inside shutdown (jobs.md §3.7).
+    host.shutdown(grace=shutdown_grace, restart_grace=restart_grace)
     return open_now
 
 
@@ -133,7 +133,9 @@ def restart_host(host: Host, options: HostOptions, key: str | None) -> int:
     still_open = drain_and_stop(
         host,
         shutdown_grace=options.shutdown_grace,
-        restart_grace=options.restart_grace or DEFAULT_RESTART_GRACE,
+        restart_grace=(
+            DEFAULT_RESTART_GRACE if options.restart_grace is None else options.restart_grace
+        ),
     )
     if still_open:
         _say(f"  {still_open} transfer(s) still undecided; they resume after the restart")

@@ -49,7 +49,7 @@ from .redirects import PeerView
 from .scheduler import ComputeSlotsScheduler
 from .usage import UsageMonitor
 
-__all__ = ["SlotsRuntime", "slots_runtime"]
+__all__ = ["SlotsRuntime", "existing_runtime", "slots_runtime"]
 
 _log = logging.getLogger("paglets.compute.slots")
 T = TypeVar("T")
@@ -73,6 +73,13 @@ def slots_runtime(host: Any) -> SlotsRuntime:
             _runtimes[host] = rt
     rt.start()
     return rt
+
+
+def existing_runtime(host: Any) -> SlotsRuntime | None:
+    """The host's `SlotsRuntime` if one was made, else None (never makes one: a host
+    without the jobs system has no scheduler to ask)."""
+    with _runtimes_lock:
+        return _runtimes.get(host)
 
 
 class SlotsRuntime:
@@ -108,6 +115,9 @@ class SlotsRuntime:
         self._thread: threading.Thread | None = None
         self._started = False
         self._start_lock = threading.Lock()
+        # True while a graceful stop waits for running jobs (graceful.py): the tick keeps
+        # running although the host is stopping, so exits are released and reported.
+        self.finishing = False
 
     def _policy(self) -> HostPolicy:
         host = self.host
@@ -136,6 +146,9 @@ class SlotsRuntime:
             )
         self.host.resource_monitor.add_load_source(self._load_source)
         self.host.add_listener(self._on_event)
+        from .metrics import register_metrics
+
+        register_metrics(self)
         self._thread = threading.Thread(
             target=self._run, name=f"compute-tick-{self.host.name}", daemon=True
         )
@@ -152,6 +165,8 @@ class SlotsRuntime:
         self._wake.set()
 
     def _stopped(self) -> bool:
+        if self.finishing:
+            return False
         host = self.host
         return bool(getattr(host, "stopped", False)) or getattr(host, "_state", "") in (
             "stopping",
@@ -235,8 +250,8 @@ class SlotsRuntime:
     def _ask_hold(self, plan: Any) -> None:
         import msgspec
 
+        from .contract import COMPUTE_SLOTS_AGENT_ID, OP_RELEASE_SLOT, OP_REQUEST_SLOT
         from .models import DECISION_SLEEP, SlotDecisionReply
-        from .service import COMPUTE_SLOTS_AGENT_ID, OP_RELEASE_SLOT, OP_REQUEST_SLOT
 
         request = msgspec.structs.replace(plan.request, hold_only=True, hold_id="")
         url = plan.target.url

@@ -359,12 +359,26 @@ class ComputeJobPaglet(JobMessages, Paglet[ComputeJobState]):
         if lease is not None and lease.status == "GRANTED":
             self._start(lease)
             return
+        if self._gracefully_stopped(rt, st.slot_lease_id):  # jobs.md §3.7: no attempt used
+            host = host_of(self)
+            job_rules.prepare_rerun(st, time.time(), host.host_id, host.address)
+            self._transition(COMPUTE_STATUS_PLACING)
+            self._kick()
+            return
         if not st.restart_running_on_host_startup:
             self._final(
                 COMPUTE_STATUS_FAILED_FINAL, "host-restart", "the host restarted while the job ran"
             )
             return
         self._failed("host-restart", "the host restarted while the job ran")
+
+    def _gracefully_stopped(self, rt: SlotsRuntime, lease_id: str) -> bool:
+        """Whether this host ended `lease_id` by a graceful stop (its exit did not reach
+        this paglet before the host stopped)."""
+        if not lease_id:
+            return False
+        rows = rt.call(lambda: rt.scheduler.history(job_id=self.compute_job_id(), limit=10))
+        return any(r.lease_id == lease_id and r.finish_reason == "graceful-stop" for r in rows)
 
     def _success(self) -> None:
         st = self.state

@@ -57,7 +57,7 @@ def _is_here(host: Any, candidate: CandidateHost) -> bool:
 
 def _ask(job: ComputeJobPaglet, candidate: CandidateHost) -> SlotDecisionReply:
     """`request_slot(hold_only=True)` on one candidate (locally without a message)."""
-    from .service import COMPUTE_SLOTS_AGENT_ID, OP_REQUEST_SLOT
+    from .contract import COMPUTE_SLOTS_AGENT_ID, OP_REQUEST_SLOT
 
     request = job._request(hold_only=True)
     host = host_of(job)
@@ -195,7 +195,7 @@ def release_hold(job: ComputeJobPaglet, hold_id: str, url: str) -> None:
             rt = job.runtime
             rt.call(rt.scheduler.release_slot, request)
             return
-        from .service import COMPUTE_SLOTS_AGENT_ID, OP_RELEASE_SLOT
+        from .contract import COMPUTE_SLOTS_AGENT_ID, OP_RELEASE_SLOT
 
         job.send(
             COMPUTE_SLOTS_AGENT_ID,

@@ -17,7 +17,7 @@ job's own steps never overlap.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from paglets.persistence.policy import DeactivationPolicy
 from paglets.system.host_access import host_of
@@ -64,6 +64,10 @@ class JobMessages:
     agent_id: str
     departed: bool
 
+    if TYPE_CHECKING:  # the rest of ComputeJobPaglet, which this class is a part of
+
+        def __getattr__(self, name: str) -> Any: ...
+
     def _on_advance(self, _args: dict[str, Any]) -> None:
         self._advance()
 
@@ -105,6 +109,13 @@ class JobMessages:
             return
         st.stderr_tail = outcome.stderr_tail
         kind = outcome.kind
+        if kind == "stopped" and outcome.stop_reason == "graceful-stop":
+            # The host stops gracefully (graceful.py): run again after the restart, the
+            # attempt not used up. No kick: the host is stopping; `run()` places it then.
+            host = host_of(self)
+            job_rules.prepare_rerun(st, time.time(), host.host_id, host.address)
+            self._transition(COMPUTE_STATUS_PLACING)
+            return
         if kind == "stopped":
             kind = {"cancelled": "cancelled", "walltime": "walltime", "memory": "memory"}.get(
                 outcome.stop_reason, "host-restart"

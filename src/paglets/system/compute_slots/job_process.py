@@ -159,6 +159,12 @@ class JobSupervisor:
         with self._lock:
             return self._jobs.get(lease_id)
 
+    def pending(self) -> int:
+        """Attempts whose paglet has not taken the outcome yet (running, or exit on its
+        way to the paglet)."""
+        with self._lock:
+            return len(self._jobs)
+
     def running(self, lease_id: str) -> bool:
         h = self.handle(lease_id)
         return h is not None and h.outcome is None

@@ -25,6 +25,7 @@ __all__ = [
     "app_fields",
     "default_retryable",
     "merge_app_state",
+    "prepare_rerun",
     "prepare_retry",
     "slot_request",
     "take_snapshot",
@@ -89,6 +90,32 @@ def prepare_retry(state: ComputeJobState, kind: str, error: str, host_id: str, n
     state.slot_request_id = new_request_id()
     state.hold_id = ""
     state.selected_host_url = state.selected_host_id = ""
+    state.cpu_core_ids, state.gpu_ids = (), ()
+    state.started_at = 0.0
+    state.progress, state.progress_text = 0.0, ""
+
+
+def prepare_rerun(state: ComputeJobState, now: float, host_id: str, host_url: str) -> None:
+    """Reset `state` to run again after a graceful stop (jobs.md §3.7): like a retry from
+    the last checkpoint (or the snapshot), but the attempt is not used up, no backoff, and
+    the job asks this host (`host_id`) first: placement's "arrived where it was sent"
+    step queues it here (with its seniority) rather than reading a gossip table that a
+    host just restarted does not have yet."""
+    source = state.checkpoint_state if state.resume_from_checkpoint else b""
+    merge_app_state(state, source or state.restart_initial_state)
+    state.compute_status = COMPUTE_STATUS_PLACING
+    state.compute_failure_kind = "graceful-stop"
+    state.compute_error = ""
+    state.placement_note = (
+        "stopped by a graceful host stop after the restart grace; runs again after the "
+        f"restart (attempt {state.attempt} not used up)"
+    )
+    state.next_attempt_at = now
+    state.placing_since = now
+    state.slot_lease_id = ""
+    state.slot_request_id = new_request_id()
+    state.hold_id = ""
+    state.selected_host_url, state.selected_host_id = host_url, host_id
     state.cpu_core_ids, state.gpu_ids = (), ()
     state.started_at = 0.0
     state.progress, state.progress_text = 0.0, ""

@@ -103,7 +103,13 @@ RELEASE_REASONS = frozenset(
     {"released", "failed", "killed", "walltime", "memory", "cancelled", "activation-failed"}
 )
 # ... and every way a job's stay here can end (§2.10's finish reasons).
-FINISH_REASONS = RELEASE_REASONS | {"expired", "not-started", "host-restart", "vanished"}
+FINISH_REASONS = RELEASE_REASONS | {
+    "expired",
+    "not-started",
+    "host-restart",
+    "vanished",
+    "graceful-stop",  # stopped by a graceful host stop after --restart-grace (§3.7)
+}
 
 _WIRE = {"kw_only": True, "frozen": True}
 

@@ -93,6 +93,10 @@ class ComputeSlotsScheduler:
         self._outcome_at = float("-inf")
         self._pruned_at = float("-inf")
         self.book = RedirectBook()
+        # Since this process started, for /metrics (metrics.py): grants made and stays
+        # ended, by finish reason. Plain integers; a rolled-back turn may count once more.
+        self.granted_total = 0
+        self.finished_total: dict[str, int] = {}
         self._load()
 
     # -- state -------------------------------------------------------------------------
@@ -305,6 +309,7 @@ class ComputeSlotsScheduler:
         )
         self._leases[lease.lease_id] = LeaseRecord(lease, r, LeaseUsage())
         self.tables.put_lease(lease, r)
+        self.granted_total += 1
         return lease
 
     def _deliver(self, lease_id: str) -> None:
@@ -357,6 +362,7 @@ class ComputeSlotsScheduler:
         self._leases.pop(lease.lease_id, None)
         self.tables.delete_lease(lease.lease_id)
         self.tables.add_history(row)
+        self.finished_total[finish] = self.finished_total.get(finish, 0) + 1
         return row
 
     def _end_entry(self, entry: QueuedRequest, reason: str, now: float) -> JobHistoryRow:
@@ -370,6 +376,7 @@ class ComputeSlotsScheduler:
             queued_at=entry.queued_at,
         )
         self.tables.add_history(row)
+        self.finished_total[reason] = self.finished_total.get(reason, 0) + 1
         return row
 
     # -- request_slot ----------------------------------------------------------------------
