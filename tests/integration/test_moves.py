@@ -223,3 +223,23 @@ def test_large_state_back_and_forth_leaves_one_copy(make_host: Callable[..., Hos
         live = [h.name for h in (alpha, beta) if proxy.agent_id in h.registry.live]
         assert live == [target.name]
     assert len(beta.get_state(proxy.agent_id).payload) == 16 << 20
+
+
+def test_a_paglet_can_go_back_at_once_to_the_host_it_just_left(
+    make_host: Callable[..., Host],
+) -> None:
+    from support.move_models import PingPong, PingPongState
+
+    alpha, beta = make_host("alpha"), make_host("beta")
+    hops = 30
+    proxy = alpha.create(
+        PingPong, state=PingPongState(hops_left=hops, homes=[alpha.address, beta.address])
+    )
+
+    def home_again() -> bool:  # an even number of hops ends where it began
+        found = alpha.get_proxy(proxy.agent_id)
+        return found is not None and alpha.get_state(proxy.agent_id).hops_left == 0
+
+    wait_until(home_again, timeout=60)
+    assert len(alpha.get_state(proxy.agent_id).visited) == hops
+    assert beta.get_proxy(proxy.agent_id) is None

@@ -87,3 +87,27 @@ class Courier(Paglet[CourierState]):
         if message.kind == "delete":
             return self.delete_artifact(message.get_arg("ref"))
         return self.not_handled()
+
+
+@dataclass
+class PingPongState(PagletState):
+    hops_left: int = 0
+    homes: list[str] = field(default_factory=list)  # the two hosts' URLs
+    visited: list[str] = field(default_factory=list)
+
+
+class PingPong(Paglet[PingPongState]):
+    """Bounces between two hosts as soon as it arrives, until its hops are used up: a
+    paglet that goes back to the host it has just left, before that host let go of it."""
+
+    State = PingPongState
+
+    def run(self) -> None:
+        state = self.state
+        if state.hops_left <= 0:
+            return
+        state.hops_left -= 1
+        here = self.context.address
+        there = next(url for url in state.homes if url != here)
+        state.visited.append(self.context.name)
+        self.dispatch(there)

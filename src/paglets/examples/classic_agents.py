@@ -18,7 +18,6 @@ from paglets import Message, Paglet
 from paglets.core.agent import PagletState
 from paglets.core.errors import PagletError
 from paglets.core.itinerary import ItineraryPlan
-from paglets.examples.runner import dispatch_retrying
 
 __all__ = [
     "CloneWorker",
@@ -75,7 +74,7 @@ class Helper(Paglet[HelperState]):
             target = s.route[s.stop]
             s.stop += 1
         try:
-            dispatch_retrying(self, target)
+            self.dispatch(target)
         except BaseException:
             with self.locked_state() as s:
                 s.stop -= 1
@@ -247,18 +246,6 @@ class ItineraryState(HelperState):
     visits: list[dict[str, Any]] = field(default_factory=list)
 
 
-class _Revisiting:
-    """What `ItineraryPlan.dispatch_next` dispatches: the paglet, with `dispatch_retrying`."""
-
-    __slots__ = ("paglet",)
-
-    def __init__(self, paglet: Paglet[Any]) -> None:
-        self.paglet = paglet
-
-    def dispatch(self, target: str) -> Any:
-        return dispatch_retrying(self.paglet, target)
-
-
 class ItineraryTraveller(Paglet[ItineraryState]):
     """Follows an `ItineraryPlan` (paglets.core.itinerary): at each destination it notes
     the host and its load, then `plan.dispatch_next(self)`; when the plan is done it
@@ -284,7 +271,7 @@ class ItineraryTraveller(Paglet[ItineraryState]):
                     }
                 )
         with self.locked_state() as s:
-            proxy = s.plan.dispatch_next(_Revisiting(self))
+            proxy = s.plan.dispatch_next(self)
         if proxy is not None:
             return  # on its way
         driver = self.context.get_proxy(state.driver_id, host_url=state.driver_url)

@@ -23,7 +23,7 @@ from typing import Any
 from paglets import Message, Paglet
 from paglets.core.agent import PagletState
 from paglets.core.errors import PagletError
-from paglets.examples.runner import ExampleDriver, dispatch_retrying
+from paglets.examples.runner import ExampleDriver
 
 __all__ = [
     "BenchmarkDriver",
@@ -137,7 +137,7 @@ class BenchmarkTraveller(Paglet[TravellerState]):
             s.next_hop = index + 1
             s.departed_at = time.time()
         try:
-            dispatch_retrying(self, state.route[index][1])
+            self.dispatch(state.route[index][1])
         except PagletError as exc:
             with self.locked_state() as s:
                 s.next_hop = index

@@ -28,7 +28,6 @@ from paglets.core.errors import PagletError
 
 __all__ = [
     "FINISHED",
-    "dispatch_retrying",
     "START_GRACE",
     "ExampleDriver",
     "ExampleState",
@@ -37,25 +36,6 @@ __all__ = [
 
 FINISHED = "finished"
 START_GRACE = 60.0
-REVISIT_TRIES = 8  # dispatch_retrying: 0.05 s doubling, about 6 s in all
-
-
-def dispatch_retrying(paglet: Paglet[Any], target: str) -> Any:
-    """`paglet.dispatch(target)`, retried a few times while `target` still holds the
-    record of this paglet's previous stay there: a host left moments ago may still be
-    finishing the departure and refuse the return with "already exists"."""
-    from paglets.core.errors import TransferError
-
-    delay = 0.05
-    for attempt in range(REVISIT_TRIES):
-        try:
-            return paglet.dispatch(target)
-        except TransferError as exc:
-            if "already exists" not in str(exc) or attempt == REVISIT_TRIES - 1:
-                raise
-        time.sleep(delay)  # the target finishes the earlier departure meanwhile
-        delay *= 2
-    raise AssertionError("unreachable")
 
 
 class ExampleTimeout(PagletError):

@@ -179,6 +179,7 @@ class Arrivals:
                 ),
                 "stale-epoch",
             )
+        self._wait_for_departure(agent_id, header.epoch, started + header.deadline_ms / 1000.0)
         if (
             agent_id in host.registry.live
             or agent_id in host.registry.reserved
@@ -261,6 +262,20 @@ class Arrivals:
             raise
         fault("target-before-prepared-reply")
         return reply
+
+    def _wait_for_departure(self, agent_id: str, epoch: int, deadline: float) -> None:
+        """A paglet coming back right after it left: this host recorded its departure
+        (COMMITTED, pointer at an older epoch) but its leaving copy stays registered until the
+        COMMIT it sent is answered. Wait for that copy to go (bounded by the source's
+        deadline) instead of refusing the arrival as `agent-exists`."""
+        registry = self.host.registry
+        if agent_id not in registry.live:
+            return
+        pointer = self.log.pointer(agent_id)
+        if pointer is None or pointer.epoch >= epoch:
+            return  # a live copy that never left: a real conflict
+        while agent_id in registry.live and time.monotonic() < deadline:
+            time.sleep(0.002)
 
     def _place_files(self, agent_id: str, staged: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Check each staged artifact's hash and move it into the arrival's work dir; the
