@@ -59,8 +59,10 @@ def test_single_host_group_collects_each_report_once(host: Host) -> None:
     assert done["done"] == 5 and done["duplicate_reports"] == 1
     results = {m["job_key"]: m["result"] for m in done["members"]}
     assert results["grp-t-1-0003"] == {"value": 4}
-    events = [e for e in host.list_events(limit=1000) if e.kind == "compute-group.done"]
-    assert events
+    # The collector tells user-info (starting it) before it records the event itself.
+    assert wait_until(
+        lambda: [e for e in host.list_events(limit=1000) if e.kind == "compute-group.done"]
+    )
 
 
 def test_resubmitting_the_same_group_creates_nothing_twice(host: Host) -> None:

@@ -40,17 +40,18 @@ class SlowFirstRunJob(ThreadSleepJob):
 
 
 @pytest.fixture
-def start(make_host: Callable[..., Host], tmp_path: Path) -> Callable[[], Host]:
+def start(make_host: Callable[..., Host], tmp_path: Path) -> Callable[..., Host]:
     config = tmp_path / "launch.toml"
     config.write_text(LAUNCH)
 
-    def factory() -> Host:
+    def factory(**kwargs: Any) -> Host:
         return make_host(
             "alpha",
             launch_config=config,
             mesh=False,
             system_services=True,
             persistence_dir=tmp_path / "alpha",
+            **kwargs,
         )
 
     return factory
@@ -72,7 +73,7 @@ def _history(host: Host, agent_id: str) -> list[str]:
 
 
 def test_a_job_that_ends_within_the_grace_completes_before_the_host_stops(
-    start: Callable[[], Host], tmp_path: Path
+    start: Callable[..., Host], tmp_path: Path
 ) -> None:
     alpha = start()
     marks = tmp_path / "marks"
@@ -92,7 +93,7 @@ def test_a_job_that_ends_within_the_grace_completes_before_the_host_stops(
 
 
 def test_a_job_still_running_after_the_grace_runs_again_without_using_an_attempt(
-    start: Callable[[], Host], tmp_path: Path
+    start: Callable[..., Host], tmp_path: Path
 ) -> None:
     alpha = start()
     marks = tmp_path / "marks"
@@ -116,7 +117,7 @@ def test_a_job_still_running_after_the_grace_runs_again_without_using_an_attempt
 
 
 def test_drain_reports_running_and_queued_jobs_and_stops_admission(
-    start: Callable[[], Host], tmp_path: Path
+    start: Callable[..., Host], tmp_path: Path
 ) -> None:
     alpha = start()
     marks = tmp_path / "marks"
@@ -144,3 +145,45 @@ def test_drain_reports_running_and_queued_jobs_and_stops_admission(
     assert _wait(alpha, late, TERMINAL).compute_status == "COMPLETED"
     alpha.proxy(job).send_oneway(Message("compute_cancel"))
     assert _wait(alpha, job, TERMINAL).compute_status == "CANCELLED"
+
+
+def test_an_auto_update_restart_gives_running_jobs_the_restart_grace(
+    start: Callable[..., Host], tmp_path: Path
+) -> None:
+    from paglets.tooling.restart import drain_and_stop
+
+    alpha = start(restart_grace=3600.0)  # the restart's own grace wins over the host's
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    job = alpha.create(
+        SlowFirstRunJob,
+        SleepJobState(seconds=0.2, allow_home_compute=True, marker_dir=str(marks), max_attempts=1),
+    ).agent_id
+    _wait(alpha, job, ("RUNNING",))
+    wait_until(lambda: (marks / f"{job}.ran").exists(), timeout=30)
+    assert drain_and_stop(alpha, shutdown_grace=5.0, restart_grace=0.2) == 0
+    assert alpha.stopped
+
+    again = start()
+    done = _wait(again, job, TERMINAL)
+    assert (done.compute_status, done.attempt) == ("COMPLETED", 1), done.compute_error
+    assert _history(again, job) == ["graceful-stop", "released"]
+
+
+def test_the_hosts_restart_grace_is_the_default_of_shutdown(
+    start: Callable[..., Host], tmp_path: Path
+) -> None:
+    alpha = start(restart_grace=0.2)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    job = alpha.create(
+        SlowFirstRunJob,
+        SleepJobState(seconds=0.2, allow_home_compute=True, marker_dir=str(marks)),
+    ).agent_id
+    _wait(alpha, job, ("RUNNING",))
+    wait_until(lambda: (marks / f"{job}.ran").exists(), timeout=30)
+    alpha.shutdown(grace=5.0)
+    again = start()
+    done = _wait(again, job, TERMINAL)
+    assert (done.compute_status, done.attempt) == ("COMPLETED", 1), done.compute_error
+    assert _history(again, job) == ["graceful-stop", "released"]

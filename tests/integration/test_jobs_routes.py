@@ -63,10 +63,14 @@ def test_jobs_queue_and_groups_routes(make_host: Callable[..., Host], tmp_path: 
 
         long = alpha.create(ThreadSleepJob, SleepJobState(seconds=60.0, allow_home_compute=True))
         wait_until(lambda: alpha.get_state(long.agent_id).compute_status == "RUNNING", timeout=30)
-        leases = _get(client, alpha, "/jobs/queue")["leases"]
-        assert [(x["job_id"], x["state"]) for x in leases] == [
-            (f"compute-job-{long.agent_id}", "running")
-        ]
+        wanted = [(f"compute-job-{long.agent_id}", "running")]  # granted until it starts
+        wait_until(
+            lambda: (
+                [(x["job_id"], x["state"]) for x in _get(client, alpha, "/jobs/queue")["leases"]]
+                == wanted
+            ),
+            timeout=30,
+        )
 
         sub = submit_compute_job_group(
             alpha, QuickGroupJob, [QuickGroupState(seconds=0.1) for _ in range(2)], group_id="g-ui"
@@ -100,3 +104,4 @@ def test_jobs_queue_and_groups_routes(make_host: Callable[..., Host], tmp_path: 
         running = _get(client, alpha, "/jobs?state=RUNNING")["jobs"]
         assert [j["agent_id"] for j in running] == [long.agent_id]
         long.send_oneway(Message("compute_cancel"))
+        wait_until(lambda: alpha.get_state(long.agent_id).compute_status == "CANCELLED", timeout=30)

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from paglets import Message
 from paglets.cli.mesh_summary import member_resources
 from paglets.remote.client import HostClient
@@ -75,8 +77,8 @@ def _wait_status(
 
     try:
         wait_until(done, timeout=DEADLINE)
-    except BaseException:
-        raise AssertionError(f"{agent_id} on {host.name}: {_status(client, host, agent_id)}")
+    except pytest.fail.Exception:  # say where the job stands instead
+        pytest.fail(f"{agent_id} on {host.name}: {wanted} never seen, last {seen}")
     return seen
 
 

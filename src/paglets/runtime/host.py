@@ -337,6 +337,7 @@ class Host(HostServiceMethods):
             from paglets.runtime.mesh_transport import start_mesh
 
             self.mesh = start_mesh(self)
+            self.mesh_started_at = time.monotonic()
             from paglets.runtime.discovery import start_discovery
 
             self.discovery = start_discovery(self)
@@ -393,7 +394,9 @@ class Host(HostServiceMethods):
         if self._state == "running":
             from paglets.system.compute_slots.graceful import finish_running_jobs
 
-            finish_running_jobs(self, self.restart_grace if restart_grace is None else restart_grace)
+            finish_running_jobs(
+                self, self.restart_grace if restart_grace is None else restart_grace
+            )
         if not self._begin_stop():
             return
         self._leave_mesh()

@@ -759,28 +759,27 @@ class ResultCollectorPaglet(Paglet[ResultCollectorState]):
             f"group {state.group_id}: {counts['done']} of {counts['expected']} done, "
             f"{counts['failed']} failed, {counts['cancelled']} cancelled"
         )
-        request = {
-            "severity": "info" if not counts["failed"] else "warning",
-            "title": GROUP_DONE_TITLE,
-            "message": text,
-            "source_agent_id": self.agent_id,
-            "job_id": "",
-            "group_id": state.group_id,
-            "home_host_id": state.home_host_id,
-            "home_url": state.home_host_url,
-            "timestamp": time.time(),
-            "metadata": {
+        from paglets.system.user_info.contract import NOTIFY, USER_INFO, UserInfoRequest
+
+        request = UserInfoRequest(
+            severity="info" if not counts["failed"] else "warning",
+            title=GROUP_DONE_TITLE,
+            message=text,
+            source_agent_id=self.agent_id,
+            group_id=state.group_id,
+            home_host_id=state.home_host_id,
+            home_url=state.home_host_url,
+            timestamp=time.time(),
+            metadata={
                 "group_id": state.group_id,
                 "status": state.final_status or state.status,
                 "expected": counts["expected"],
                 "done": counts["done"],
                 "failed": counts["failed"],
             },
-        }
-        try:
-            proxy = self.context.get_proxy("service.user-info")
-            if proxy is not None:
-                proxy.send(Message("notify", request), timeout=5.0)
+        )
+        try:  # the contract starts the lazy provider; it forwards to the home host
+            self.require_contract(USER_INFO).call(NOTIFY, request, timeout=5.0)
         except Exception:
             log.info("collector %s: %s not recorded", self.agent_id, GROUP_DONE_TITLE)
         host_of(self).events.emit(

@@ -414,9 +414,9 @@ class ComputeJobPaglet(JobMessages, Paglet[ComputeJobState]):
         except Exception:
             _log.exception("after_compute_failure of %s failed", self.agent_id)
 
-    def _wait_placing(self, note: str) -> None:
+    def _wait_placing(self, note: str, *, retry_in: float | None = None) -> None:
         """Nothing now: stay PLACING, asleep until the next attempt (10 s doubling to
-        5 min), or fail at `placement_timeout_seconds`."""
+        5 min, or `retry_in`), or fail at `placement_timeout_seconds`."""
         st = self.state
         now = time.time()
         if now - (st.placing_since or now) >= st.placement_timeout_seconds:
@@ -426,8 +426,11 @@ class ComputeJobPaglet(JobMessages, Paglet[ComputeJobState]):
                 f"no host took the job within {st.placement_timeout_seconds:g}s: {note}",
             )
             return
-        st.placement_attempts += 1
-        delay = min(PLACE_RETRY_MAX, PLACE_RETRY_MIN * 2 ** (st.placement_attempts - 1))
+        if retry_in is not None:
+            delay = retry_in
+        else:
+            st.placement_attempts += 1
+            delay = min(PLACE_RETRY_MAX, PLACE_RETRY_MIN * 2 ** (st.placement_attempts - 1))
         st.next_attempt_at = now + delay
         st.placement_note = note
         self._transition(COMPUTE_STATUS_PLACING)

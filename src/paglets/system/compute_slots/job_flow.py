@@ -81,6 +81,17 @@ def _describe(rejected: Any) -> str:
     return "; ".join(parts) or "no hosts known"
 
 
+# Right after a host starts (a laptop back from sleep, a restart) its membership view may not
+# list every capable host yet: "no known host can ever run it" is not decided then.
+MESH_SETTLE_SECONDS = 15.0
+UNSETTLED_RETRY = 1.0
+
+
+def view_settled(host: Any) -> bool:
+    started = getattr(host, "mesh_started_at", None)
+    return started is None or time.monotonic() - started >= MESH_SETTLE_SECONDS
+
+
 def place(job: ComputeJobPaglet) -> None:
     st = job.state
     host = host_of(job)
@@ -119,7 +130,9 @@ def place(job: ComputeJobPaglet) -> None:
         return
     if not candidates:
         note = "no candidate host: " + _describe(reply.rejected)
-        if never_anywhere(reply.rejected) and not st.wait_for_capable_host:
+        if not view_settled(host):
+            job._wait_placing(note, retry_in=UNSETTLED_RETRY)
+        elif never_anywhere(reply.rejected) and not st.wait_for_capable_host:
             job._final(COMPUTE_STATUS_FAILED_FINAL, "no-capable-host", note)
         else:
             job._wait_placing(note)

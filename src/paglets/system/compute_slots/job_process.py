@@ -374,6 +374,10 @@ class JobSupervisor:
             self.host.proxy(agent_id).send_oneway(message)
         except PagletError as exc:
             _log.info("compute job %s not told %s: %s", agent_id, message.kind, exc)
+        except Exception as exc:  # the host stopped under us (store closed): recovery tells
+            if not getattr(self.host, "stopped", False):
+                raise
+            _log.info("compute job %s not told %s (host stopped): %s", agent_id, message.kind, exc)
 
     def _finish(self, handle: JobHandle, outcome: JobOutcome) -> None:
         from paglets.core.messages import Message
