@@ -23,6 +23,7 @@ demo: sync
 test: sync browser
 	$(UV) run ruff check src tests bench
 	$(UV) run ruff format --check src tests bench
+	$(UV) run pyright
 	$(UV) run mkdocs build --strict --quiet --site-dir "$$(mktemp -d)"
 	$(UV) run python -m bench --quick --out bench/results
 	$(UV) run pytest -m "not slow" -q

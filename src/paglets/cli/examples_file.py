@@ -132,7 +132,7 @@ def _transfer(
                 "result": codec.to_wire_form(result) if result is not None else None,
             }
         )
-    elif completed:
+    elif completed and result is not None:
         label = "COMPLETED (dry run)" if result.dry_run else "COMPLETED"
         src, dst = result.source, result.destination
         print(

@@ -10,8 +10,9 @@ Exit 0 when every digit arrived, 1 otherwise.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -25,7 +26,7 @@ DRIVER = "paglets.examples.pi:PiDriver"
 NO_TIMEOUT = 7 * 24 * 3600.0  # `--timeout 0`: none (a week stands for "never")
 
 
-def _count(flag: str, low: int) -> object:
+def _count(flag: str, low: int) -> Callable[[Any], int]:
     return option(lambda t: parse_int(t, low=low, what=flag))
 
 
