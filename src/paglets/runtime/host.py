@@ -338,9 +338,10 @@ class Host(HostServiceMethods):
 
             self.mesh = start_mesh(self)
             self.mesh_started_at = time.monotonic()
-            from paglets.runtime.discovery import start_discovery
+            if self.mesh_multicast or self.mesh_lan_discovery:  # off on loopback
+                from paglets.runtime.discovery import start_discovery
 
-            self.discovery = start_discovery(self)
+                self.discovery = start_discovery(self)
         self.resource_monitor.start()
         if self.git_update is not None:
             self.git_update.start()  # pushes this host's commit to members on older ones

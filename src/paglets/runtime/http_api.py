@@ -32,7 +32,7 @@ from paglets.runtime.http_ui import ui_routes
 from paglets.runtime.http_wire import HttpRefusal
 from paglets.runtime.jobs_routes import jobs_routes
 from paglets.runtime.mesh_routes import mesh_routes
-from paglets.runtime.metrics import metrics_routes
+from paglets.runtime.metrics_routes import metrics_routes
 from paglets.runtime.operator_actions import operator_routes
 from paglets.runtime.service_routes import service_routes
 from paglets.runtime.transfer_routes import transfer_routes

@@ -19,18 +19,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from paglets.runtime.counters import MOVE_KINDS
-from paglets.runtime.http_wire import SERVER_KEY
 
 if TYPE_CHECKING:
     from paglets.runtime.host import Host
 
-__all__ = ["HostCollector", "metrics_routes", "registry_for"]
+__all__ = ["HostCollector", "registry_for"]
 
 MEMBER_STATES = ("alive", "suspect", "dead", "left", "incompatible")
 PAGLET_STATES = ("active", "inactive", "crashed")
@@ -218,20 +215,3 @@ class HostCollector:
                 "Open event streams (SSE).",
                 value=server.events.subscribers,
             )
-
-
-def metrics_routes(host: Host) -> list[web.RouteDef]:
-    """`GET /metrics`, unless the host runs with `--no-metrics` (then the route is absent:
-    `404 no-route`). Authenticated like every other route."""
-    if not getattr(host, "metrics_enabled", True):
-        return []
-    registry = registry_for(host)
-
-    async def metrics(request: web.Request) -> web.Response:
-        server: Any = request.app[SERVER_KEY]
-        body = await server.run_blocking(generate_latest, registry)
-        response = web.Response(body=body)
-        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
-        return response
-
-    return [web.get("/metrics", metrics)]
