@@ -79,7 +79,8 @@ def test_jobs_queue_and_groups_routes(make_host: Callable[..., Host], tmp_path: 
 
         def complete() -> dict[str, Any] | None:
             groups = _get(client, alpha, "/jobs/groups")["groups"]
-            return groups[0] if groups and groups[0]["done"] == 2 else None
+            done = groups and groups[0]["done"] == 2 and groups[0]["status"] == "COMPLETE"
+            return groups[0] if done else None
 
         group = wait_until(complete, timeout=30)
         assert isinstance(group, dict)
@@ -92,15 +93,19 @@ def test_jobs_queue_and_groups_routes(make_host: Callable[..., Host], tmp_path: 
         )
         assert group["collector_host"] == "alpha" and group["status"] == "COMPLETE"
 
-        jobs = _get(client, alpha, "/jobs?limit=50")
-        kinds = sorted((j["kind"], j["compute_status"]) for j in jobs["jobs"])
+        def listed() -> list[tuple[str, str]]:
+            jobs = _get(client, alpha, "/jobs?limit=50")
+            return sorted((j["kind"], j["compute_status"]) for j in jobs["jobs"])
+
+        # The job index follows each checkpoint: the collector's row catches up.
+        kinds = wait_until(lambda: (k := listed()) and ("collector", "COMPLETE") in k and k)
         assert kinds == [
             ("collector", "COMPLETE"),
             ("job", "COMPLETED"),
             ("job", "COMPLETED"),
             ("job", "RUNNING"),
         ]
-        assert jobs["total"] == 4
+        assert _get(client, alpha, "/jobs?limit=50")["total"] == 4
         running = _get(client, alpha, "/jobs?state=RUNNING")["jobs"]
         assert [j["agent_id"] for j in running] == [long.agent_id]
         long.send_oneway(Message("compute_cancel"))

@@ -129,9 +129,16 @@ def test_seed_example_with_the_laptop_away(
     assert len(sub.jobs) == JOBS and not sub.creation_errors
     alpha_url = alpha.url
     collector = sub.collector.agent_id
-    alpha.terminate()  # the laptop goes away, mid-run
-    # (On a quiet machine no job has reported yet at this point: jobs are still leaving
-    # alpha or running on beta and gamma.)
+    job_ids = {proxy.agent_id for proxy in sub.jobs.values()}
+
+    def all_left_the_laptop() -> bool:
+        here = {a["agent_id"] for a in client.list_agents(alpha.url, state="all")}
+        return not (job_ids & here)
+
+    # The jobs place themselves from alpha; once every one has left it (they run or queue on
+    # beta and gamma), the laptop goes away mid-run.
+    wait_until(all_left_the_laptop, timeout=60)
+    alpha.terminate()
     away = wait_until(
         lambda: (
             (s := summary(client, [beta.url], collector))

@@ -222,6 +222,21 @@ def test_placement_and_groups_from_the_jobs_views() -> None:
     assert broken.status == FAIL and "could not run: bad --mem" in broken.detail
 
 
+def test_a_host_whose_summary_has_not_arrived_is_a_warning_not_a_failure() -> None:
+    waiting = {
+        "host": "beta",
+        "reasons": [{"code": "no-summary", "message": "no resource summary heard yet"}],
+    }
+    itself = {"host": "alpha", "reasons": [{"code": "self", "message": "this host is excluded"}]}
+    view = JobsView(1, {"candidates": [], "rejected": [itself, waiting], "selected": None})
+    s = survey(host("beta"), jobs={"hosts": view})
+    placement = check_placement(s)
+    assert placement.status == WARN and "has not sent its resource summary" in placement.detail
+    assert placement.fix is not None and "again" in placement.fix
+    only_self = JobsView(1, {"candidates": [], "rejected": [itself], "selected": None})
+    assert check_placement(dataclasses.replace(s, jobs={"hosts": only_self})).status == FAIL
+
+
 def test_storage_room_for_the_expected_result_and_low_disk() -> None:
     s = survey(host("beta"))
     assert check_storage(s).status == PASS

@@ -45,24 +45,31 @@ def _int(query: Any, name: str, default: int) -> int:
     return value
 
 
-def jobs_routes(host: Host) -> list[web.RouteDef]:
+def _overview() -> Any:
+    """The jobs system's read side, imported at the first request (not at host start)."""
     from paglets.system.compute_slots import overview
 
+    return overview
+
+
+def jobs_routes(host: Host) -> list[web.RouteDef]:
     async def jobs(request: web.Request) -> web.Response:
         q = request.query
         limit = min(_int(q, "limit", 50), PAGE_LIMIT)
         offset = _int(q, "offset", 0)
         states = tuple(s for s in (q.get("state") or "").split(",") if s)
         body = await host.http.run_blocking(
-            lambda: overview.job_rows(host, limit=limit, offset=offset, states=states)
+            lambda: _overview().job_rows(host, limit=limit, offset=offset, states=states)
         )
         return reply(request, body)
 
     async def queue(request: web.Request) -> web.Response:
-        return reply(request, await host.http.run_blocking(overview.queue_and_leases, host))
+        return reply(
+            request, await host.http.run_blocking(lambda: _overview().queue_and_leases(host))
+        )
 
     async def groups(request: web.Request) -> web.Response:
-        return reply(request, await host.http.run_blocking(overview.local_groups, host))
+        return reply(request, await host.http.run_blocking(lambda: _overview().local_groups(host)))
 
     return [
         web.get("/jobs", jobs),

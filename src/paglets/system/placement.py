@@ -114,6 +114,7 @@ class HostSummary:
     age_seconds: float | None = 0.0
     tags: frozenset[str] = frozenset()
     properties: Mapping[str, str] = field(default_factory=dict)
+    spec_known: bool = True  # False until the member's spec (its totals) has been heard
     logical_cpus: int = 0
     job_cpu_cores: int = 0
     memory_total_bytes: int = 0
@@ -184,6 +185,7 @@ class HostSummary:
             age_seconds=age,
             tags=frozenset(str(t).lower() for t in getattr(ref, "tags", ()) or ()),
             properties=lower_keys(getattr(ref, "properties", None) or {}),
+            spec_known="logical_cpus" in resources or "job_cores" in resources,
             logical_cpus=_int(resources.get("logical_cpus")),
             job_cpu_cores=_int(resources.get("job_cores", resources.get("logical_cpus"))),
             memory_total_bytes=_int(resources.get("memory_total_bytes")),
@@ -489,6 +491,12 @@ def _busy_reasons(host: HostSummary, needs: PlacementNeeds) -> list[PlacementRea
 
 def rejection_reasons(host: HostSummary, needs: PlacementNeeds) -> list[PlacementReason]:
     """Every reason `host` is left out for `needs` (empty: it is a candidate)."""
+    if not host.spec_known:  # a member just heard of: its totals are still on their way
+        return [
+            *_identity_reasons(host, needs),
+            *_label_reasons(host, needs),
+            PlacementReason("no-summary", "no resource summary heard from this host yet"),
+        ]
     return [
         *_identity_reasons(host, needs),
         *_label_reasons(host, needs),

@@ -485,6 +485,22 @@ def _reason(row: Any) -> str:
     return f"{_host_of(row)}: {why}"
 
 
+# Rejections that end by themselves (jobs.md §3.5: such hosts stay candidates).
+WAITING_CODES = frozenset({"no-summary", "stale", "offline", "draining"})
+
+
+def _only_waiting(rows: list[Any]) -> bool:
+    """Some rejected host fails only on reasons that end by themselves."""
+    for row in rows:
+        reasons = row.get("reasons") if isinstance(row, Mapping) else None
+        if not isinstance(reasons, list) or not reasons:
+            continue
+        codes = {r.get("code") for r in reasons if isinstance(r, Mapping)}
+        if codes and codes <= WAITING_CODES:
+            return True
+    return False
+
+
 def check_placement(survey: Survey) -> Check:
     """`paglets jobs hosts` with the given needs finds a candidate."""
     if survey.jobs is None:
@@ -503,6 +519,15 @@ def check_placement(survey: Survey) -> Check:
         )
     candidates = _rows(view.doc, "candidates")
     rejected = [_reason(r) for r in _rows(view.doc, "rejected", "rejections")]
+    if view.code != 0 and _only_waiting(_rows(view.doc, "rejected", "rejections")):
+        return Check(
+            "placement",
+            WARN,
+            f"no candidate host for {needs} yet: a host has not sent its resource summary "
+            "(just started or rejoining) or is offline or draining",
+            fix=f"wait a few seconds and run `{command}` (or `paglets doctor`) again",
+            notes=tuple(rejected),
+        )
     if view.code != 0:  # cli.md section 4: `jobs hosts` exits 1 when no host fits
         return Check(
             "placement",
